@@ -1,0 +1,369 @@
+"""The protobuf edge: ModelProto (from a path, bytes or object) to ``ir.Model`` and back.
+
+This is the only module that touches ONNX protobuf types. External data is resolved inside
+the model's folder only; model-local functions and subgraphs are converted recursively.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import AttributeProto, TensorProto, helper, numpy_helper
+
+from onnxpy import ir
+from onnxpy.errors import Fail, InvalidGraph, InvalidProtobuf, NoModel, NoSuchFile
+
+MIN_IR_VERSION = 3
+
+
+def load(source: Any) -> ir.Model:
+    """Load a model from a file path, serialized bytes or an ``onnx.ModelProto``."""
+    base_dir = None
+    if isinstance(source, onnx.ModelProto):
+        proto = source
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        proto = _parse(bytes(source), "the bytes given")
+    elif isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise NoSuchFile(f"model file {path!r} does not exist")
+        with open(path, "rb") as f:
+            proto = _parse(f.read(), repr(path))
+        base_dir = os.path.dirname(os.path.abspath(path))
+    else:
+        raise NoModel(
+            f"cannot load a model from a {type(source).__name__}: expected a path, bytes or onnx.ModelProto"
+        )
+    return from_proto(proto, base_dir)
+
+
+def _parse(data: bytes, what: str) -> onnx.ModelProto:
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise InvalidProtobuf(f"{what} is not a valid ONNX protobuf (truncated or corrupt): {e}") from None
+    if not proto.HasField("graph") or proto.ir_version == 0:
+        raise NoModel(f"{what} is not an ONNX model: it has no graph or no IR version")
+    return proto
+
+
+def from_proto(proto: onnx.ModelProto, base_dir: str | None = None) -> ir.Model:
+    """Convert a ModelProto to the IR, resolving external data against ``base_dir``."""
+    if proto.ir_version < MIN_IR_VERSION:
+        raise Fail(
+            f"unsupported model IR version {proto.ir_version}: onnxpy runs IR versions "
+            f"{MIN_IR_VERSION} to {onnx.IR_VERSION}"
+        )
+    if not proto.opset_import:
+        raise InvalidGraph("the model has no opset import: every model must import the ai.onnx opset")
+    proto = _with_inferred_shapes(proto)
+    opsets = {_domain(o.domain): o.version for o in proto.opset_import}
+    functions = {}
+    for f in proto.functions:
+        fn = _function(f, base_dir)
+        functions[(fn.domain, fn.name)] = fn
+    return ir.Model(
+        graph=_graph(proto.graph, base_dir),
+        opset_imports=opsets,
+        ir_version=proto.ir_version,
+        producer_name=proto.producer_name,
+        producer_version=proto.producer_version,
+        domain=proto.domain,
+        model_version=proto.model_version,
+        doc_string=proto.doc_string,
+        metadata_props={p.key: p.value for p in proto.metadata_props},
+        functions=functions,
+        base_dir=base_dir,
+    )
+
+
+def _with_inferred_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Annotate value_info with onnx's shape inference where it succeeds; a failure is not fatal."""
+    try:
+        return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False)
+    except Exception:  # noqa: BLE001 - inference is advisory; the planner validates the graph
+        return proto
+
+
+def _domain(domain: str) -> str:
+    return "" if domain == "ai.onnx" else domain
+
+
+def type_from_proto(tp: onnx.TypeProto) -> ir.Type | None:
+    """Convert a TypeProto; ``None`` when the type is not given."""
+    kind = tp.WhichOneof("value")
+    if kind == "tensor_type" or kind == "sparse_tensor_type":
+        tt = getattr(tp, kind)
+        if tt.elem_type == 0:
+            return None
+        shape = None
+        if tt.HasField("shape"):
+            shape = tuple(
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
+            )
+        return ir.TensorType(ir.dtype_of(tt.elem_type), shape)
+    if kind == "sequence_type":
+        return ir.SequenceType(type_from_proto(tp.sequence_type.elem_type))
+    if kind == "map_type":
+        return ir.MapType(ir.dtype_of(tp.map_type.key_type), type_from_proto(tp.map_type.value_type))
+    if kind == "optional_type":
+        return ir.OptionalType(type_from_proto(tp.optional_type.elem_type))
+    return None
+
+
+def _value_info(vi: onnx.ValueInfoProto) -> ir.ValueInfo:
+    return ir.ValueInfo(vi.name, type_from_proto(vi.type) if vi.HasField("type") else None, vi.doc_string)
+
+
+def tensor_from_proto(t: TensorProto, base_dir: str | None) -> np.ndarray:
+    """A TensorProto's array, reading external data from inside ``base_dir`` only."""
+    if t.data_location == TensorProto.EXTERNAL:
+        t = _inline_external_data(t, base_dir)
+    try:
+        return numpy_helper.to_array(t)
+    except Exception as e:  # noqa: BLE001 - a malformed tensor is a model error, not ours
+        raise InvalidGraph(f"tensor {t.name!r} cannot be decoded: {e}") from None
+
+
+def _inline_external_data(t: TensorProto, base_dir: str | None) -> TensorProto:
+    info = {e.key: e.value for e in t.external_data}
+    location = info.get("location", "")
+    if base_dir is None:
+        raise NoSuchFile(
+            f"tensor {t.name!r} stores its data in external file {location!r}, but the model was not "
+            "loaded from a path: load it from its file so the data can be found beside it"
+        )
+    root = os.path.realpath(base_dir)
+    path = os.path.realpath(os.path.join(root, location))
+    if not location or os.path.isabs(location) or os.path.commonpath([root, path]) != root:
+        raise InvalidGraph(
+            f"tensor {t.name!r}: external data location {location!r} is outside the model's folder {root!r}"
+        )
+    if not os.path.isfile(path):
+        raise NoSuchFile(f"tensor {t.name!r}: external data file {path!r} does not exist")
+    offset = int(info.get("offset", 0))
+    size = os.path.getsize(path)
+    length = int(info["length"]) if "length" in info else size - offset
+    if offset < 0 or length < 0 or offset + length > size:
+        raise InvalidGraph(
+            f"tensor {t.name!r}: external data file {path!r} has {size} bytes, but the tensor needs "
+            f"bytes {offset} to {offset + length}"
+        )
+    with open(path, "rb") as f:
+        f.seek(offset)
+        raw = f.read(length)
+    inlined = TensorProto()
+    inlined.CopyFrom(t)
+    del inlined.external_data[:]
+    inlined.data_location = TensorProto.DEFAULT
+    inlined.raw_data = raw
+    return inlined
+
+
+def _sparse_to_dense(sp: onnx.SparseTensorProto, base_dir: str | None) -> np.ndarray:
+    values = tensor_from_proto(sp.values, base_dir)
+    indices = tensor_from_proto(sp.indices, base_dir)
+    dense = np.zeros(tuple(sp.dims), dtype=values.dtype)
+    if indices.ndim == 1:
+        dense.reshape(-1)[indices] = values
+    else:
+        dense[tuple(indices.T)] = values
+    return dense
+
+
+def _graph(g: onnx.GraphProto, base_dir: str | None) -> ir.Graph:
+    inits = {t.name: tensor_from_proto(t, base_dir) for t in g.initializer}
+    for sp in g.sparse_initializer:
+        inits[sp.values.name] = _sparse_to_dense(sp, base_dir)
+    return ir.Graph(
+        name=g.name,
+        inputs=[_value_info(v) for v in g.input],
+        outputs=[_value_info(v) for v in g.output],
+        nodes=[_node(n, base_dir) for n in g.node],
+        initializers=inits,
+        value_info={v.name: _value_info(v) for v in g.value_info},
+        doc_string=g.doc_string,
+    )
+
+
+def _node(n: onnx.NodeProto, base_dir: str | None) -> ir.Node:
+    attrs, refs = {}, {}
+    for a in n.attribute:
+        if a.ref_attr_name:
+            refs[a.name] = a.ref_attr_name
+        else:
+            attrs[a.name] = attribute_value(a, base_dir)
+    return ir.Node(
+        op_type=n.op_type, inputs=list(n.input), outputs=list(n.output), attributes=attrs,
+        domain=_domain(n.domain), name=n.name, attribute_refs=refs, doc_string=n.doc_string,
+    )
+
+
+def _text(b: bytes) -> str:
+    return b.decode("utf-8", errors="surrogateescape")
+
+
+def attribute_value(a: AttributeProto, base_dir: str | None = None) -> Any:
+    """The Python value of an attribute: scalars, str, arrays, ir.Graph, ir.Type or lists of them."""
+    t = a.type
+    if t == AttributeProto.FLOAT:
+        return a.f
+    if t == AttributeProto.INT:
+        return a.i
+    if t == AttributeProto.STRING:
+        return _text(a.s)
+    if t == AttributeProto.TENSOR:
+        return tensor_from_proto(a.t, base_dir)
+    if t == AttributeProto.SPARSE_TENSOR:
+        return _sparse_to_dense(a.sparse_tensor, base_dir)
+    if t == AttributeProto.GRAPH:
+        return _graph(a.g, base_dir)
+    if t == AttributeProto.TYPE_PROTO:
+        return type_from_proto(a.tp)
+    if t == AttributeProto.FLOATS:
+        return list(a.floats)
+    if t == AttributeProto.INTS:
+        return list(a.ints)
+    if t == AttributeProto.STRINGS:
+        return [_text(s) for s in a.strings]
+    if t == AttributeProto.TENSORS:
+        return [tensor_from_proto(x, base_dir) for x in a.tensors]
+    if t == AttributeProto.SPARSE_TENSORS:
+        return [_sparse_to_dense(x, base_dir) for x in a.sparse_tensors]
+    if t == AttributeProto.GRAPHS:
+        return [_graph(x, base_dir) for x in a.graphs]
+    if t == AttributeProto.TYPE_PROTOS:
+        return [type_from_proto(x) for x in a.type_protos]
+    raise InvalidGraph(f"attribute {a.name!r} has an undefined type ({t})")
+
+
+def _function(f: onnx.FunctionProto, base_dir: str | None) -> ir.Function:
+    defaults = {a.name: attribute_value(a, base_dir) for a in f.attribute_proto}
+    return ir.Function(
+        name=f.name,
+        domain=_domain(f.domain),
+        inputs=list(f.input),
+        outputs=list(f.output),
+        attributes=list(f.attribute) + list(defaults),
+        attribute_defaults=defaults,
+        nodes=[_node(n, base_dir) for n in f.node],
+        opset_imports={_domain(o.domain): o.version for o in f.opset_import},
+    )
+
+
+def schema_function(node: ir.Node, opset: int, input_types: list[ir.Type | None]) -> ir.Function | None:
+    """The function body ``onnx.defs`` gives ``node``'s operator at ``opset``, if any."""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, node.domain)
+    except onnx.defs.SchemaError:
+        return None
+    body = None
+    if schema.has_function and schema.get_function_with_opset_version(opset) is not None:
+        body = schema.get_function_with_opset_version(opset)
+    elif schema.has_context_dependent_function and all(t is not None for t in input_types):
+        node_bytes = node_to_proto(node).SerializeToString()
+        types = [type_to_proto(t).SerializeToString() for t in input_types]
+        try:
+            body = schema.get_context_dependent_function_with_opset_version(opset, node_bytes, types)
+        except Exception:  # noqa: BLE001 - the builder refuses inputs it cannot type; treat as no body
+            body = None
+    if body is None:
+        return None
+    fp = onnx.FunctionProto()
+    fp.ParseFromString(body) if isinstance(body, bytes) else fp.CopyFrom(body)
+    return _function(fp, None)
+
+
+def type_to_proto(t: ir.Type | None) -> onnx.TypeProto:
+    """Convert an IR type back to a TypeProto (an empty one for ``None``)."""
+    if t is None:
+        return onnx.TypeProto()
+    if isinstance(t, ir.TensorType):
+        shape = None if t.shape is None else list(t.shape)
+        return helper.make_tensor_type_proto(ir.elem_type_of(t.dtype), shape)
+    if isinstance(t, ir.SequenceType):
+        return helper.make_sequence_type_proto(type_to_proto(t.elem))
+    if isinstance(t, ir.MapType):
+        return helper.make_map_type_proto(ir.elem_type_of(t.key), type_to_proto(t.value))
+    return helper.make_optional_type_proto(type_to_proto(t.elem))
+
+
+def _value_info_to_proto(v: ir.ValueInfo) -> onnx.ValueInfoProto:
+    vi = onnx.ValueInfoProto(name=v.name, doc_string=v.doc_string)
+    if v.type is not None:
+        vi.type.CopyFrom(type_to_proto(v.type))
+    return vi
+
+
+def _attribute_to_proto(name: str, value: Any) -> AttributeProto:
+    if isinstance(value, ir.Graph):
+        return helper.make_attribute(name, graph_to_proto(value))
+    if isinstance(value, np.ndarray):
+        return helper.make_attribute(name, numpy_helper.from_array(value))
+    if isinstance(value, (ir.TensorType, ir.SequenceType, ir.MapType, ir.OptionalType)):
+        return helper.make_attribute(name, type_to_proto(value))
+    if isinstance(value, list) and value and isinstance(value[0], ir.Graph):
+        return helper.make_attribute(name, [graph_to_proto(g) for g in value])
+    if isinstance(value, list) and value and isinstance(value[0], np.ndarray):
+        return helper.make_attribute(name, [numpy_helper.from_array(v) for v in value])
+    if isinstance(value, str):
+        return helper.make_attribute(name, value.encode("utf-8", errors="surrogateescape"))
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        return helper.make_attribute(name, [v.encode("utf-8", errors="surrogateescape") for v in value])
+    return helper.make_attribute(name, value)
+
+
+def node_to_proto(n: ir.Node) -> onnx.NodeProto:
+    proto = helper.make_node(n.op_type, n.inputs, n.outputs, name=n.name or None, domain=n.domain or None)
+    for name, value in n.attributes.items():
+        proto.attribute.append(_attribute_to_proto(name, value))
+    for name, ref in n.attribute_refs.items():
+        proto.attribute.append(AttributeProto(name=name, ref_attr_name=ref))
+    return proto
+
+
+def graph_to_proto(g: ir.Graph) -> onnx.GraphProto:
+    return helper.make_graph(
+        [node_to_proto(n) for n in g.nodes],
+        g.name or "graph",
+        [_value_info_to_proto(v) for v in g.inputs],
+        [_value_info_to_proto(v) for v in g.outputs],
+        initializer=[numpy_helper.from_array(a, name) for name, a in g.initializers.items()],
+        value_info=[_value_info_to_proto(v) for v in g.value_info.values()],
+        doc_string=g.doc_string or None,
+    )
+
+
+def _function_to_proto(f: ir.Function) -> onnx.FunctionProto:
+    return helper.make_function(
+        f.domain, f.name, f.inputs, f.outputs, [node_to_proto(n) for n in f.nodes],
+        [helper.make_opsetid(d, v) for d, v in f.opset_imports.items()],
+        attributes=[a for a in f.attributes if a not in f.attribute_defaults],
+        attribute_protos=[_attribute_to_proto(k, v) for k, v in f.attribute_defaults.items()],
+    )
+
+
+def to_proto(model: ir.Model) -> onnx.ModelProto:
+    """Convert the IR back to a ModelProto (used to write ``optimized_model_filepath``)."""
+    proto = helper.make_model(
+        graph_to_proto(model.graph),
+        opset_imports=[helper.make_opsetid(d, v) for d, v in model.opset_imports.items()],
+        functions=[_function_to_proto(f) for f in model.functions.values()],
+        producer_name=model.producer_name,
+        producer_version=model.producer_version,
+        domain=model.domain,
+        model_version=model.model_version,
+        doc_string=model.doc_string,
+    )
+    proto.ir_version = model.ir_version
+    helper.set_model_props(proto, model.metadata_props)
+    return proto
+
+
+def save(model: ir.Model, path: str) -> None:
+    """Write the IR model to ``path`` as an ``.onnx`` file."""
+    onnx.save_model(to_proto(model), path)

@@ -1,0 +1,47 @@
+"""Graph passes, grouped by optimization level.
+
+A pass is a function ``(model, registry) -> bool`` that rewrites ``model`` in place and says
+whether it changed anything. The required passes run at every level; the optional ones run
+repeatedly, up to a cap, until none changes the model.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from onnxpy import ir
+from onnxpy.passes.constant_folding import fold_constants
+from onnxpy.passes.dead_code import eliminate_dead_code
+from onnxpy.passes.identity import eliminate_identities
+from onnxpy.passes.inline_functions import inline_functions
+from onnxpy.registry import Registry
+
+Pass = Callable[[ir.Model, Registry], bool]
+
+ORT_DISABLE_ALL, ORT_ENABLE_BASIC, ORT_ENABLE_EXTENDED, ORT_ENABLE_ALL = 0, 1, 2, 99
+
+REQUIRED: tuple[Pass, ...] = (inline_functions,)
+BY_LEVEL: dict[int, tuple[Pass, ...]] = {
+    ORT_ENABLE_BASIC: (eliminate_identities, fold_constants, eliminate_dead_code),
+    ORT_ENABLE_EXTENDED: (),
+    ORT_ENABLE_ALL: (),
+}
+MAX_ROUNDS = 8
+
+
+def passes_for(level: int) -> tuple[Pass, ...]:
+    """The optional passes enabled at ``level`` (levels are cumulative)."""
+    return tuple(p for lvl, group in sorted(BY_LEVEL.items()) if lvl <= level for p in group)
+
+
+def run_passes(model: ir.Model, level: int, registry: Registry) -> ir.Model:
+    """Apply the required passes, then the level's passes to a fixpoint (capped)."""
+    for p in REQUIRED:
+        p(model, registry)
+    optional = passes_for(level)
+    for _ in range(MAX_ROUNDS):
+        changed = False
+        for p in optional:
+            changed |= p(model, registry)
+        if not changed:
+            break
+    return model

@@ -1,0 +1,32 @@
+"""Remove Identity nodes and inference-mode Dropout: readers use the input directly."""
+from __future__ import annotations
+
+from onnxpy import ir
+from onnxpy.passes._uses import rename_uses
+from onnxpy.registry import Registry
+
+
+def _is_identity(node: ir.Node, graph: ir.Graph) -> bool:
+    if node.domain:
+        return False
+    if node.op_type == "Identity":
+        return True
+    if node.op_type == "Dropout":
+        mask_used = len(node.outputs) > 1 and node.outputs[1]
+        training = node.inputs[2] if len(node.inputs) > 2 else ""
+        return not mask_used and not training and not node.attributes.get("is_test", 1) == 0
+    return False
+
+
+def eliminate_identities(model: ir.Model, registry: Registry) -> bool:
+    graph = model.graph
+    outputs = {v.name for v in graph.outputs}
+    keep, changed = [], False
+    for node in graph.nodes:
+        if _is_identity(node, graph) and node.outputs[0] not in outputs and node.inputs[0]:
+            rename_uses(graph, node.outputs[0], node.inputs[0])
+            changed = True
+        else:
+            keep.append(node)
+    graph.nodes = keep
+    return changed
