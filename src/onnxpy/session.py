@@ -39,6 +39,7 @@ class GraphOptimizationLevel(enum.IntEnum):
     ORT_DISABLE_ALL = passes.ORT_DISABLE_ALL
     ORT_ENABLE_BASIC = passes.ORT_ENABLE_BASIC
     ORT_ENABLE_EXTENDED = passes.ORT_ENABLE_EXTENDED
+    ORT_ENABLE_LAYOUT = passes.ORT_ENABLE_LAYOUT
     ORT_ENABLE_ALL = passes.ORT_ENABLE_ALL
 
 

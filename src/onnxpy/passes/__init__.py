@@ -17,12 +17,13 @@ from onnxpy.registry import Registry
 
 Pass = Callable[[ir.Model, Registry], bool]
 
-ORT_DISABLE_ALL, ORT_ENABLE_BASIC, ORT_ENABLE_EXTENDED, ORT_ENABLE_ALL = 0, 1, 2, 99
+ORT_DISABLE_ALL, ORT_ENABLE_BASIC, ORT_ENABLE_EXTENDED, ORT_ENABLE_LAYOUT, ORT_ENABLE_ALL = 0, 1, 2, 3, 99
 
 REQUIRED: tuple[Pass, ...] = (inline_functions,)
 BY_LEVEL: dict[int, tuple[Pass, ...]] = {
     ORT_ENABLE_BASIC: (eliminate_identities, fold_constants, eliminate_dead_code),
     ORT_ENABLE_EXTENDED: (),
+    ORT_ENABLE_LAYOUT: (),
     ORT_ENABLE_ALL: (),
 }
 MAX_ROUNDS = 8
