@@ -50,6 +50,14 @@ def elem_type_of(dtype: Any) -> int:
         raise ValueError(f"numpy dtype {dt} has no ONNX element type") from None
 
 
+def dtype_from_name(name: str) -> np.dtype:
+    """The numpy dtype of an ONNX type name such as ``float`` or ``int64``."""
+    for dt, onnx_name in _ELEM_TYPES.values():
+        if onnx_name == name:
+            return np.dtype(dt)
+    raise ValueError(f"unknown ONNX type name {name!r}")
+
+
 def dtype_name(dtype: Any) -> str:
     """ONNX's name of a numpy dtype, e.g. ``float`` for float32."""
     return _ELEM_TYPES[elem_type_of(dtype)][1]

@@ -1,0 +1,91 @@
+"""Each pass alone: outputs before and after are equal, and the graph changed as intended."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxpy import loader, passes, plan as plan_mod
+from onnxpy.executor import execute
+from onnxpy.passes.constant_folding import fold_constants
+from onnxpy.passes.dead_code import eliminate_dead_code
+from onnxpy.passes.identity import eliminate_identities
+from onnxpy.passes.inline_functions import inline_functions
+from onnxpy.registry import REGISTRY
+
+X = np.array([[-2.0, -0.5, 0.0, 1.5]], dtype=np.float32)
+
+
+def _run(model, feeds):
+    return execute(plan_mod.build(model.graph, model.opset_imports, REGISTRY), feeds)
+
+
+def _model(nodes, inits=(), functions=(), extra_opsets=()) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=list(inits))
+    opsets = [helper.make_opsetid("", 17), *[helper.make_opsetid(d, 1) for d in extra_opsets]]
+    return helper.make_model(graph, opset_imports=opsets, functions=list(functions))
+
+
+def _check_pass(proto, pass_fn, expect_changed=True):
+    before = _run(loader.from_proto(proto), [X])
+    model = loader.from_proto(proto)
+    assert pass_fn(model, REGISTRY) is expect_changed
+    after = _run(model, [X])
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    return model
+
+
+def test_identity_elimination():
+    proto = _model([helper.make_node("Identity", ["x"], ["i"]), helper.make_node("Relu", ["i"], ["y"])])
+    model = _check_pass(proto, eliminate_identities)
+    assert [n.op_type for n in model.graph.nodes] == ["Relu"]
+    assert model.graph.nodes[0].inputs == ["x"]
+
+
+def test_constant_folding_replaces_constant_subgraph():
+    c = numpy_helper.from_array(np.array([1.0, 2.0, 3.0, 4.0], np.float32), "c")
+    proto = _model([helper.make_node("Relu", ["c"], ["rc"]), helper.make_node("Add", ["x", "rc"], ["y"])], [c])
+    model = _check_pass(proto, fold_constants)
+    assert [n.op_type for n in model.graph.nodes] == ["Add"]
+    np.testing.assert_array_equal(model.graph.initializers["rc"], [1.0, 2.0, 3.0, 4.0])
+
+
+def test_constant_folding_leaves_overridable_initializers():
+    c = numpy_helper.from_array(np.ones(4, np.float32), "c")
+    proto = _model([helper.make_node("Relu", ["c"], ["rc"]), helper.make_node("Add", ["x", "rc"], ["y"])], [c])
+    proto.graph.input.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, [4]))
+    model = loader.from_proto(proto)
+    assert fold_constants(model, REGISTRY) is False
+
+
+def test_dead_code_elimination():
+    c = numpy_helper.from_array(np.ones(4, np.float32), "unused_init")
+    proto = _model([helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Relu", ["x"], ["dead"]),
+                    helper.make_node("Add", ["dead", "unused_init"], ["dead2"])], [c])
+    model = _check_pass(proto, eliminate_dead_code)
+    assert [n.op_type for n in model.graph.nodes] == ["Relu"]
+    assert "unused_init" not in model.graph.initializers
+
+
+def test_inline_model_local_function_with_attribute_reference():
+    body = [helper.make_node("LeakyRelu", ["a"], ["r"]),
+            helper.make_node("Add", ["r", "a"], ["out"])]
+    body[0].attribute.append(onnx.AttributeProto(name="alpha", ref_attr_name="slope", type=onnx.AttributeProto.FLOAT))
+    fn = helper.make_function("local", "LeakyDouble", ["a"], ["out"], body,
+                              [helper.make_opsetid("", 17)], attributes=["slope"])
+    proto = _model([helper.make_node("LeakyDouble", ["x"], ["y"], domain="local", slope=0.25)],
+                   functions=[fn], extra_opsets=["local"])
+    model = loader.from_proto(proto)
+    assert inline_functions(model, REGISTRY)
+    assert [n.op_type for n in model.graph.nodes] == ["LeakyRelu", "Add"]
+    (y,) = _run(model, [X])
+    np.testing.assert_allclose(y, np.where(X > 0, X, 0.25 * X) + X)
+
+
+def test_levels_are_cumulative():
+    assert passes.passes_for(passes.ORT_DISABLE_ALL) == ()
+    basic = passes.passes_for(passes.ORT_ENABLE_BASIC)
+    assert basic and set(basic) <= set(passes.passes_for(passes.ORT_ENABLE_ALL))
