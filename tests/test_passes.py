@@ -9,6 +9,7 @@ from onnxpy import loader, passes, plan as plan_mod
 from onnxpy.executor import execute
 from onnxpy.passes.constant_folding import fold_constants
 from onnxpy.passes.dead_code import eliminate_dead_code
+from onnxpy.passes.fuse_conv_bn import fuse_conv_batchnorm
 from onnxpy.passes.identity import eliminate_identities
 from onnxpy.passes.inline_functions import inline_functions
 from onnxpy.registry import REGISTRY
@@ -89,3 +90,23 @@ def test_levels_are_cumulative():
     assert passes.passes_for(passes.ORT_DISABLE_ALL) == ()
     basic = passes.passes_for(passes.ORT_ENABLE_BASIC)
     assert basic and set(basic) <= set(passes.passes_for(passes.ORT_ENABLE_ALL))
+
+
+def test_conv_batchnorm_folding():
+    rng = np.random.default_rng(0)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    inits = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name) for name, shape in (
+        ("w", (4, 3, 3, 3)), ("b", (4,)), ("scale", (4,)), ("beta", (4,)), ("mean", (4,)))]
+    inits.append(numpy_helper.from_array(rng.uniform(0.5, 2.0, 4).astype(np.float32), "var"))
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "scale", "beta", "mean", "var"], ["y"], epsilon=1e-3)]
+    proto = helper.make_model(helper.make_graph(nodes, "g", [x], [y], initializer=inits),
+                              opset_imports=[helper.make_opsetid("", 15)])
+    feed = [rng.standard_normal((1, 3, 8, 8)).astype(np.float32)]
+    (before,) = _run(loader.from_proto(proto), feed)
+    model = loader.from_proto(proto)
+    assert fuse_conv_batchnorm(model, REGISTRY)
+    assert [n.op_type for n in model.graph.nodes] == ["Conv"]
+    (after,) = _run(model, feed)
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)

@@ -11,6 +11,7 @@ from typing import Callable
 from onnxpy import ir
 from onnxpy.passes.constant_folding import fold_constants
 from onnxpy.passes.dead_code import eliminate_dead_code
+from onnxpy.passes.fuse_conv_bn import fuse_conv_batchnorm
 from onnxpy.passes.identity import eliminate_identities
 from onnxpy.passes.inline_functions import inline_functions
 from onnxpy.registry import Registry
@@ -22,7 +23,7 @@ ORT_DISABLE_ALL, ORT_ENABLE_BASIC, ORT_ENABLE_EXTENDED, ORT_ENABLE_LAYOUT, ORT_E
 REQUIRED: tuple[Pass, ...] = (inline_functions,)
 BY_LEVEL: dict[int, tuple[Pass, ...]] = {
     ORT_ENABLE_BASIC: (eliminate_identities, fold_constants, eliminate_dead_code),
-    ORT_ENABLE_EXTENDED: (),
+    ORT_ENABLE_EXTENDED: (fuse_conv_batchnorm,),
     ORT_ENABLE_LAYOUT: (),
     ORT_ENABLE_ALL: (),
 }
