@@ -1,1 +1,84 @@
-"""linalg kernels."""
+"""Linear algebra: MatMul, Gemm, Einsum and Det."""
+from __future__ import annotations
+
+import math
+
+import ml_dtypes
+import numpy as np
+
+from onnxpy.registry import kernel
+
+_HALF = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+
+
+def _widen(x: np.ndarray) -> np.ndarray:
+    """Half-precision inputs as float32, so numpy uses BLAS/LAPACK and accumulates accurately."""
+    return x.astype(np.float32) if x.dtype in _HALF else x
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """numpy-semantics matmul; a stack of matrices times one matrix runs as one BLAS call."""
+    if a.ndim > 2 and b.ndim == 2:
+        rows = a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
+        return np.matmul(rows, b).reshape(*a.shape[:-1], b.shape[-1])
+    return np.matmul(a, b)
+
+
+@kernel("MatMul", since=1)
+def matmul(A, B):
+    """Matrix product with numpy.matmul semantics (batch broadcasting, 1-D promotion)."""
+    if A.ndim == 0 or B.ndim == 0:
+        raise ValueError(f"MatMul inputs must have rank >= 1, got shapes {A.shape} and {B.shape}")
+    return np.asarray(_matmul(_widen(A), _widen(B))).astype(A.dtype, copy=False)
+
+
+def _gemm(A, B, C, alpha: float, beta: float, transA: int, transB: int, c_broadcasts: bool) -> np.ndarray:
+    """``alpha * A' @ B' + beta * C``; ``C`` must broadcast to (M, N), or equal it when not
+    ``c_broadcasts``."""
+    if A.ndim != 2 or B.ndim != 2:
+        raise ValueError(f"Gemm inputs A and B must be 2-D, got shapes {A.shape} and {B.shape}")
+    a = _widen(A).T if transA else _widen(A)
+    b = _widen(B).T if transB else _widen(B)
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"Gemm inner dimensions differ: A' is {a.shape}, B' is {b.shape}")
+    y = np.matmul(a, b)
+    if alpha != 1.0:
+        y *= y.dtype.type(alpha)
+    if C is not None and beta != 0.0:
+        result_shape = y.shape
+        c_shape = np.broadcast_shapes(C.shape, result_shape) if c_broadcasts else C.shape
+        if c_shape != result_shape:
+            raise ValueError(f"Gemm input C of shape {C.shape} does not "
+                             f"{'broadcast to' if c_broadcasts else 'equal'} the result shape {result_shape}")
+        c = _widen(C)
+        y += c if beta == 1.0 else c * c.dtype.type(beta)
+    return y.astype(A.dtype, copy=False)
+
+
+@kernel("Gemm", since=1)
+def gemm_1(A, B, C, *, alpha=1.0, beta=1.0, broadcast=0, transA=0, transB=0):
+    """Opsets 1-6: C broadcasts to (M, N) only when ``broadcast`` is set."""
+    return _gemm(A, B, C, alpha, beta, transA, transB, c_broadcasts=bool(broadcast))
+
+
+@kernel("Gemm", since=7)
+def gemm(A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):
+    """Opset 7+: C broadcasts unidirectionally to (M, N); optional from opset 11."""
+    return _gemm(A, B, C, alpha, beta, transA, transB, c_broadcasts=True)
+
+
+@kernel("Einsum", since=12)
+def einsum(*Inputs, equation):
+    """Einstein summation; in implicit mode the output labels are sorted by ASCII code."""
+    if not Inputs:
+        raise ValueError("Einsum needs at least one input")
+    out = np.einsum(equation.replace(" ", ""), *map(_widen, Inputs), optimize=len(Inputs) > 1)
+    return np.asarray(out).astype(Inputs[0].dtype, copy=False)
+
+
+@kernel("Det", since=11)
+def det(X):
+    """Determinant of each square matrix in the trailing two dimensions."""
+    if X.ndim < 2 or X.shape[-1] != X.shape[-2]:
+        raise ValueError(f"Det needs a tensor of square matrices [..., M, M], got shape {X.shape}")
+    return np.asarray(np.linalg.det(_widen(X))).astype(X.dtype, copy=False)
