@@ -1,1 +1,312 @@
-"""conv kernels."""
+"""Convolutions: Conv, ConvTranspose, DeformConv, Col2Im and CausalConvWithState.
+
+Convolution is im2col plus GEMM: a strided patch view of the padded input is copied, a chunk of
+batch items at a time, into a ``(group, C/group * K, n * L)`` buffer and multiplied by the
+``(group, M/group, C/group * K)`` weights in one batched matmul (depthwise convolution is the
+``C/group == 1`` case: one tiny GEMM per channel, which beats tap-by-tap accumulation in numpy).
+Unpadded 1x1 convolutions skip the copy. The window geometry here also serves the pooling ops.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from onnxpy.registry import kernel
+
+_COLS_BUDGET = 1 << 22  # elements of im2col buffer per chunk (16 MiB of float32)
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype arithmetic runs in: float32 for float16/bfloat16, else the input's own."""
+    return np.dtype(np.float32) if dtype.itemsize < 4 and dtype.kind not in "iub" else np.dtype(dtype)
+
+
+def per_axis(values: Sequence[int] | None, n: int, default: int, name: str) -> list[int]:
+    """An ints attribute with one value per spatial axis (``default`` on each when absent)."""
+    if values is None:
+        return [default] * n
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} values, expected {n} (one per spatial axis)")
+    return [int(v) for v in values]
+
+
+def window_geometry(in_shape: Sequence[int], kernel_shape: Sequence[int], strides: Sequence[int],
+                    dilations: Sequence[int], pads: Sequence[int] | None, auto_pad: str,
+                    ceil_mode: int = 0) -> tuple[list[int], list[int], list[int]]:
+    """Output spatial shape and the (begin, end) padding of a sliding window, per spatial axis.
+
+    SAME_* pad so that ``out = ceil(in / stride)``, the odd unit at the end for SAME_UPPER and at
+    the beginning for SAME_LOWER; with ``ceil_mode`` the last window must start inside the input or
+    its begin padding (https://onnx.ai/onnx/operators/onnx__MaxPool.html)."""
+    n = len(in_shape)
+    span = [(k - 1) * d + 1 for k, d in zip(kernel_shape, dilations)]
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        out = [-(-i // s) for i, s in zip(in_shape, strides)]
+        total = [max(0, (o - 1) * s + w - i) for o, s, w, i in zip(out, strides, span, in_shape)]
+        small = [t // 2 for t in total]
+        begin = small if auto_pad == "SAME_UPPER" else [t - h for t, h in zip(total, small)]
+        end = [t - b for t, b in zip(total, begin)]
+    elif auto_pad in ("NOTSET", "VALID"):
+        pads = per_axis(pads if auto_pad == "NOTSET" else None, 2 * n, 0, "pads")
+        begin, end = pads[:n], pads[n:]
+        out = []
+        for i, s, w, b, e in zip(in_shape, strides, span, begin, end):
+            o = (i + b + e - w) // s + 1
+            if ceil_mode and (i + b + e - w) % s and o * s < i + b:
+                o += 1
+            out.append(o)
+    else:
+        raise ValueError(f"auto_pad must be NOTSET, SAME_UPPER, SAME_LOWER or VALID, not {auto_pad!r}")
+    if min(out, default=1) < 1:
+        raise ValueError(f"input spatial shape {list(in_shape)} is too small for kernel {list(kernel_shape)}, "
+                         f"dilations {list(dilations)} and pads {begin + end}")
+    return out, begin, end
+
+
+def pad_spatial(x: np.ndarray, begin: Sequence[int], end: Sequence[int], value=0) -> np.ndarray:
+    """``x`` with its axes from 2 on padded by ``value``; ``x`` itself when there is no padding."""
+    if not any(begin) and not any(end):
+        return x
+    shape = x.shape[:2] + tuple(d + b + e for d, b, e in zip(x.shape[2:], begin, end))
+    out = np.full(shape, value, dtype=x.dtype)
+    out[(...,) + tuple(slice(b, b + d) for b, d in zip(begin, x.shape[2:]))] = x
+    return out
+
+
+def windows(xp: np.ndarray, kernel_shape: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
+            out: Sequence[int], order: str = "nck") -> np.ndarray:
+    """A read-only view of the sliding windows of ``xp`` (N, C, *spatial): shape
+    (N, C, *kernel, *out) for order "nck", or (C, *kernel, N, *out) for order "ckn"."""
+    n_st, c_st, *sp = xp.strides
+    k_part = (tuple(kernel_shape), tuple(s * d for s, d in zip(sp, dilations)))
+    o_part = (tuple(out), tuple(s * t for s, t in zip(sp, strides)))
+    if order == "nck":
+        shape = xp.shape[:2] + k_part[0] + o_part[0]
+        st = (n_st, c_st) + k_part[1] + o_part[1]
+    else:
+        shape = (xp.shape[1],) + k_part[0] + (xp.shape[0],) + o_part[0]
+        st = (c_st,) + k_part[1] + (n_st,) + o_part[1]
+    return as_strided(xp, shape, st, writeable=False)
+
+
+def _conv(x: np.ndarray, w: np.ndarray, group: int, strides: list[int], dilations: list[int],
+          begin: list[int], end: list[int], out: list[int]) -> np.ndarray:
+    """Grouped N-D convolution of x (N, C, ...) by w (M, C/group, ...) in x's dtype, no bias."""
+    n, c = x.shape[:2]
+    m, cg = w.shape[:2]
+    if cg * group != c or m % group:
+        raise ValueError(f"X has {c} channels and W shape {w.shape}: expected C == W.shape[1] * group "
+                         f"and M divisible by group (group={group})")
+    k_shape = w.shape[2:]
+    ksize, length = math.prod(k_shape), math.prod(out)
+    wg = w.reshape(group, m // group, cg * ksize)
+    if ksize == 1 and not any(begin) and not any(end):
+        xs = x[(...,) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, strides))]
+        return np.matmul(wg, xs.reshape(n, group, cg, length)).reshape(n, m, *out)
+    win = windows(pad_spatial(x, begin, end), k_shape, strides, dilations, out, order="ckn")
+    chunk = max(1, min(n, _COLS_BUDGET // max(1, c * ksize * length)))
+    cols = np.empty((c,) + tuple(k_shape) + (chunk,) + tuple(out), dtype=x.dtype)
+    y = np.empty((n, m) + tuple(out), dtype=x.dtype)
+    nk = 1 + len(k_shape)
+    for i in range(0, n, chunk):
+        j = min(n, i + chunk)
+        np.copyto(cols[(slice(None),) * nk + (slice(0, j - i),)], win[(slice(None),) * nk + (slice(i, j),)])
+        flat = cols.reshape(group, cg * ksize, chunk * length)[:, :, : (j - i) * length]
+        if j - i == 1:
+            np.matmul(wg, flat, out=y[i].reshape(group, m // group, length))
+        else:
+            y[i:j] = np.moveaxis(np.matmul(wg, flat).reshape(m, j - i, *out), 1, 0)
+    return y
+
+
+def _col2im(cols: np.ndarray, strides: list[int], dilations: list[int], begin: list[int],
+            out: list[int]) -> np.ndarray:
+    """Sum patches cols (N, C, *kernel, *blocks) into an image whose block (0, ..) starts at
+    ``-begin``; returns the (N, C, *out) image (begin may be negative: zeros before the patches)."""
+    nsp = len(out)
+    k_shape, blocks = cols.shape[2:2 + nsp], cols.shape[2 + nsp:]
+    span = [(b - 1) * s + (k - 1) * d + 1 for b, s, k, d in zip(blocks, strides, k_shape, dilations)]
+    lo = [min(0, b) for b in begin]
+    size = [max(sp, b + o) - l for sp, b, o, l in zip(span, begin, out, lo)]
+    img = np.zeros(cols.shape[:2] + tuple(size), dtype=cols.dtype)
+    for tap in itertools.product(*(range(k) for k in k_shape)):
+        dst = tuple(slice(t * d - l, t * d - l + (b - 1) * s + 1, s)
+                    for t, d, l, b, s in zip(tap, dilations, lo, blocks, strides))
+        img[(...,) + dst] += cols[(slice(None), slice(None)) + tap]
+    return np.ascontiguousarray(img[(...,) + tuple(slice(b - l, b - l + o) for b, l, o in zip(begin, lo, out))])
+
+
+def _add_bias(y: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    if b is not None:
+        y += b.astype(y.dtype, copy=False).reshape((-1,) + (1,) * (y.ndim - 2))
+    return y
+
+
+def _check_kernel_shape(kernel_shape: Sequence[int] | None, w: np.ndarray) -> None:
+    if kernel_shape is not None and tuple(kernel_shape) != w.shape[2:]:
+        raise ValueError(f"kernel_shape {list(kernel_shape)} does not match the weight shape {w.shape}")
+
+
+@kernel("Conv", since=1)
+def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
+         strides=None):
+    """N-D grouped convolution (https://onnx.ai/onnx/operators/onnx__Conv.html)."""
+    if x.ndim < 3 or w.ndim != x.ndim:
+        raise ValueError(f"Conv expects X and W of the same rank >= 3, got {x.shape} and {w.shape}")
+    _check_kernel_shape(kernel_shape, w)
+    n = x.ndim - 2
+    strides = per_axis(strides, n, 1, "strides")
+    dilations = per_axis(dilations, n, 1, "dilations")
+    out, begin, end = window_geometry(x.shape[2:], w.shape[2:], strides, dilations, pads, auto_pad)
+    ct = compute_dtype(x.dtype)
+    y = _conv(x.astype(ct, copy=False), w.astype(ct, copy=False), group, strides, dilations, begin, end, out)
+    return _add_bias(y, b).astype(x.dtype, copy=False)
+
+
+def _conv_transpose(x, w, b, auto_pad, dilations, group, kernel_shape, output_padding, output_shape, pads,
+                    strides, upper_head_small):
+    if x.ndim < 3 or w.ndim != x.ndim:
+        raise ValueError(f"ConvTranspose expects X and W of the same rank >= 3, got {x.shape} and {w.shape}")
+    _check_kernel_shape(kernel_shape, w)
+    n, c = x.shape[:2]
+    if w.shape[0] != c or c % group:
+        raise ValueError(f"X has {c} channels and W shape {w.shape}: expected W.shape[0] == C, divisible by group {group}")
+    nsp = x.ndim - 2
+    strides = per_axis(strides, nsp, 1, "strides")
+    dilations = per_axis(dilations, nsp, 1, "dilations")
+    output_padding = per_axis(output_padding, nsp, 0, "output_padding")
+    in_shape, k_shape = x.shape[2:], w.shape[2:]
+    full = [s * (i - 1) + p + (k - 1) * d + 1
+            for s, i, p, k, d in zip(strides, in_shape, output_padding, k_shape, dilations)]
+    if output_shape is not None or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        out = ([s * i for s, i in zip(strides, in_shape)] if output_shape is None
+               else [int(v) for v in output_shape][-nsp:])
+        total = [f - o for f, o in zip(full, out)]
+        head_small = (auto_pad == "SAME_UPPER") == upper_head_small
+        begin = [t // 2 if head_small else t - t // 2 for t in total]
+    else:
+        pads = per_axis(pads if auto_pad == "NOTSET" else None, 2 * nsp, 0, "pads")
+        begin = pads[:nsp]
+        out = [f - b - e for f, b, e in zip(full, begin, pads[nsp:])]
+    if min(out) < 1:
+        raise ValueError(f"ConvTranspose output spatial shape {out} is empty")
+    ct = compute_dtype(x.dtype)
+    cg, mg = c // group, w.shape[1]
+    ksize, length = math.prod(k_shape), math.prod(in_shape)
+    wt = np.swapaxes(w.astype(ct, copy=False).reshape(group, cg, mg * ksize), 1, 2)
+    cols = np.matmul(wt, x.astype(ct, copy=False).reshape(n, group, cg, length))
+    y = _col2im(cols.reshape((n, group * mg) + k_shape + in_shape), strides, dilations, begin, out)
+    return _add_bias(y, b).astype(x.dtype, copy=False)
+
+
+@kernel("ConvTranspose", since=11)
+def conv_transpose(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+                   output_padding=None, output_shape=None, pads=None, strides=None):
+    """N-D grouped transposed convolution (https://onnx.ai/onnx/operators/onnx__ConvTranspose.html)."""
+    return _conv_transpose(x, w, b, auto_pad, dilations, group, kernel_shape, output_padding, output_shape,
+                           pads, strides, upper_head_small=True)
+
+
+@kernel("ConvTranspose", since=1)
+def conv_transpose_1(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+                     output_padding=None, output_shape=None, pads=None, strides=None):
+    """ConvTranspose-1: the smaller half of the total padding goes at the beginning unless auto_pad is
+    SAME_UPPER ("If (auto_pads != SAME_UPPER): pads[start_i] = total_padding[i]/2"; version 11
+    reverses the test, https://onnx.ai/onnx/operators/onnx__ConvTranspose.html#convtranspose-1)."""
+    return _conv_transpose(x, w, b, auto_pad, dilations, group, kernel_shape, output_padding, output_shape,
+                           pads, strides, upper_head_small=False)
+
+
+@kernel("Col2Im", since=18)
+def col2im(x, image_shape, block_shape, *, dilations=None, pads=None, strides=None):
+    """Sum sliding blocks (N, C * prod(block_shape), L) back into images (https://onnx.ai/onnx/operators/onnx__Col2Im.html)."""
+    image = [int(v) for v in image_shape]
+    block = [int(v) for v in block_shape]
+    nsp = len(image)
+    strides = per_axis(strides, nsp, 1, "strides")
+    dilations = per_axis(dilations, nsp, 1, "dilations")
+    blocks, begin, _ = window_geometry(image, block, strides, dilations, pads, "NOTSET")
+    n, ck, length = x.shape
+    if ck % math.prod(block) or length != math.prod(blocks):
+        raise ValueError(f"Col2Im input shape {x.shape} does not fit block_shape {block} and the "
+                         f"{blocks} sliding blocks of image_shape {image}")
+    ct = compute_dtype(x.dtype)
+    cols = x.astype(ct, copy=False).reshape((n, ck // math.prod(block)) + tuple(block) + tuple(blocks))
+    return _col2im(cols, strides, dilations, begin, image).astype(x.dtype, copy=False)
+
+
+def _sample(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Multilinear samples of x (N, G, Cg, *spatial) at positions pos (N, G, P, nsp), zero outside:
+    returns (N, G, Cg, P)."""
+    spatial = x.shape[3:]
+    flat_x = x.reshape(x.shape[:3] + (-1,))
+    base = np.floor(pos)
+    frac = pos - base
+    base = base.astype(np.int64)
+    dims = np.asarray(spatial)
+    place = np.cumprod((spatial[1:] + (1,))[::-1])[::-1]
+    acc = np.zeros(flat_x.shape[:3] + pos.shape[2:3], dtype=x.dtype)
+    for corner in itertools.product((0, 1), repeat=len(spatial)):
+        idx = base + np.asarray(corner)
+        weight = np.prod(np.where(np.asarray(corner, dtype=bool), frac, 1 - frac), axis=-1)
+        inside = np.all((idx >= 0) & (idx < dims), axis=-1)
+        flat = np.where(inside, idx @ place, 0)
+        vals = np.take_along_axis(flat_x, flat[:, :, None, :], axis=-1)
+        acc += vals * np.where(inside, weight, 0).astype(x.dtype)[:, :, None, :]
+    return acc
+
+
+@kernel("DeformConv", since=19)
+def deform_conv(x, w, offset, b=None, mask=None, *, dilations=None, group=1, kernel_shape=None,
+                offset_group=1, pads=None, strides=None):
+    """N-D deformable convolution (https://onnx.ai/onnx/operators/onnx__DeformConv.html): each
+    kernel tap samples the input, multilinearly, at its grid position plus a learned offset."""
+    _check_kernel_shape(kernel_shape, w)
+    nsp = x.ndim - 2
+    strides = per_axis(strides, nsp, 1, "strides")
+    dilations = per_axis(dilations, nsp, 1, "dilations")
+    k_shape = w.shape[2:]
+    out, begin, _ = window_geometry(x.shape[2:], k_shape, strides, dilations, pads, "NOTSET")
+    n, c = x.shape[:2]
+    ksize, length = math.prod(k_shape), math.prod(out)
+    if c % offset_group or offset.shape != (n, offset_group * ksize * nsp, *out):
+        raise ValueError(f"offset shape {offset.shape} does not match (N, offset_group * prod(kernel) * {nsp}, "
+                         f"*{out}) with offset_group={offset_group} and C={c}")
+    ct = compute_dtype(x.dtype)
+    axes = np.meshgrid(*(np.arange(k, dtype=ct) * d for k, d in zip(k_shape, dilations)),
+                       *(np.arange(o, dtype=ct) * s - p for o, s, p in zip(out, strides, begin)), indexing="ij")
+    grid = np.stack([axes[d] + axes[nsp + d] for d in range(nsp)], axis=-1)  # (*kernel, *out, nsp)
+    moved = np.moveaxis(offset.astype(ct, copy=False).reshape(n, offset_group, ksize, nsp, length), 3, -1)
+    pos = (grid.reshape(ksize, length, nsp) + moved).reshape(n, offset_group, ksize * length, nsp)
+    xg = x.astype(ct, copy=False).reshape((n, offset_group, c // offset_group) + x.shape[2:])
+    cols = _sample(xg, pos)
+    if mask is not None:
+        cols *= mask.astype(ct, copy=False).reshape(n, offset_group, 1, ksize * length)
+    m, cg = w.shape[:2]
+    wg = w.astype(ct, copy=False).reshape(group, m // group, cg * ksize)
+    y = np.matmul(wg, cols.reshape(n, group, cg * ksize, length)).reshape(n, m, *out)
+    return _add_bias(y, b).astype(x.dtype, copy=False)
+
+
+@kernel("CausalConvWithState", since=27)
+def causal_conv_with_state(x, weight, bias=None, past_state=None, *, activation="none"):
+    """Causal depthwise 1-D convolution carrying the last k-1 positions as state
+    (https://onnx.ai/onnx/operators/onnx__CausalConvWithState.html)."""
+    if activation not in ("none", "silu", "swish"):
+        raise ValueError(f"activation must be 'none', 'silu' or 'swish', not {activation!r}")
+    if x.ndim != 3 or weight.ndim != 3 or weight.shape[:2] != (x.shape[1], 1):
+        raise ValueError(f"expected input (B, C, L) and weight (C, 1, k), got {x.shape} and {weight.shape}")
+    bsz, c, length = x.shape
+    k = weight.shape[2]
+    ct = compute_dtype(x.dtype)
+    state = np.zeros((bsz, c, k - 1), dtype=x.dtype) if past_state is None else past_state
+    padded = np.concatenate([state, x], axis=2)
+    y = _conv(padded.astype(ct, copy=False), weight.astype(ct, copy=False), c, [1], [1], [0], [0], [length])
+    y = _add_bias(y, bias)
+    if activation != "none":
+        y /= 1 + np.exp(-y)
+    return y.astype(x.dtype, copy=False), np.ascontiguousarray(padded[:, :, padded.shape[2] - (k - 1):])

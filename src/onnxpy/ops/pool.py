@@ -1,1 +1,267 @@
-"""pool kernels."""
+"""Pooling: MaxPool, AveragePool, LpPool, their global forms, MaxRoiPool and MaxUnpool.
+
+Windowed pools reduce a strided view of the padded input one kernel tap at a time (an in-place
+``maximum``/``add`` over a whole (N, C, *out) slice per tap), which is far faster in numpy than a
+reduction over the kernel axes of the view. Geometry and padding come from ``conv``.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from onnxpy.ops.conv import compute_dtype, pad_spatial, per_axis, window_geometry, windows
+from onnxpy.registry import kernel
+
+
+class _Windows:
+    """The windows of one pooling node: geometry, then a strided view of the padded input."""
+
+    def __init__(self, x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, fill):
+        if x.ndim < 3 or len(kernel_shape) != x.ndim - 2:
+            raise ValueError(f"kernel_shape {list(kernel_shape)} does not fit an input of shape {x.shape}")
+        n = x.ndim - 2
+        self.in_shape = x.shape[2:]
+        self.kernel = [int(k) for k in kernel_shape]
+        self.strides = per_axis(strides, n, 1, "strides")
+        self.dilations = per_axis(dilations, n, 1, "dilations")
+        self.out, self.begin, self.end = window_geometry(self.in_shape, self.kernel, self.strides, self.dilations,
+                                                         pads, auto_pad, ceil_mode)
+        # ceil_mode windows may run past the end padding: extend it, without counting it as padding
+        self.extra = [max(0, (o - 1) * s + (k - 1) * d + 1 - (i + b + e)) for o, s, k, d, i, b, e in
+                      zip(self.out, self.strides, self.kernel, self.dilations, self.in_shape, self.begin, self.end)]
+        ends = [e + extra for e, extra in zip(self.end, self.extra)]
+        self.view = self._view(pad_spatial(x, self.begin, ends, fill))
+
+    def _view(self, padded: np.ndarray) -> np.ndarray:
+        return windows(padded, self.kernel, self.strides, self.dilations, self.out)
+
+    def taps(self, view: np.ndarray | None = None):
+        """The (N, C, *out) slice of each kernel tap, in row-major tap order."""
+        view = self.view if view is None else view
+        for tap in itertools.product(*(range(k) for k in self.kernel)):
+            yield view[(slice(None), slice(None)) + tap]
+
+    def reduce(self, op: np.ufunc, view: np.ndarray | None = None) -> np.ndarray:
+        """``op`` folded over the taps into a new (N, C, *out) array."""
+        taps = self.taps(view)
+        acc = next(taps).copy()
+        for t in taps:
+            op(acc, t, out=acc)
+        return acc
+
+    def counts(self, include_pad: bool, dtype: np.dtype) -> np.ndarray:
+        """Per output position, how many taps fall on the input (or on input and pads)."""
+        region = [i + b + e for i, b, e in zip(self.in_shape, self.begin, self.end)] if include_pad else self.in_shape
+        ones = np.ones((1, 1, *region), dtype=dtype)
+        lead = [0] * len(region) if include_pad else self.begin
+        trail = [i + b + e + x - r - l for i, b, e, x, r, l in
+                 zip(self.in_shape, self.begin, self.end, self.extra, region, lead)]
+        return self.reduce(np.add, self._view(pad_spatial(ones, lead, trail, 0)))[0, 0]
+
+
+def _max_pool(x, auto_pad, ceil_mode, dilations, kernel_shape, pads, storage_order, strides, with_indices):
+    fill = -np.inf if x.dtype.kind not in "iu" else np.iinfo(x.dtype).min
+    win = _Windows(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, fill)
+    if not with_indices:
+        return win.reduce(np.maximum)
+    taps = win.taps()
+    y = next(taps).copy()
+    best = np.zeros(y.shape, dtype=np.int64)
+    for i, t in enumerate(taps, start=1):
+        better = t > y
+        np.copyto(y, t, where=better)
+        best[better] = i
+    return y, _flat_indices(best, win, x.shape[:2], storage_order)
+
+
+def _flat_indices(best: np.ndarray, win: _Windows, lead: tuple[int, int], storage_order: int) -> np.ndarray:
+    """Indices into the flattened input (batch and channel included) of each window's chosen tap;
+    storage_order 1 flattens the spatial axes column-major."""
+    nsp = len(win.kernel)
+    sizes = list(win.in_shape)
+    order = range(nsp) if storage_order == 0 else reversed(range(nsp))
+    place, step = [0] * nsp, 1
+    for d in reversed(list(order)):
+        place[d], step = step, step * sizes[d]
+    taps = np.unravel_index(best, win.kernel)
+    flat = np.arange(lead[0] * lead[1], dtype=np.int64).reshape(lead + (1,) * nsp) * math.prod(sizes)
+    for d in range(nsp):
+        origin = np.arange(win.out[d], dtype=np.int64) * win.strides[d] - win.begin[d]
+        coord = origin.reshape((-1,) + (1,) * (nsp - 1 - d)) + taps[d] * win.dilations[d]
+        flat = flat + coord * place[d]
+    return flat
+
+
+@kernel("MaxPool", since=10)
+def max_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape, pads=None, storage_order=0,
+             strides=None, ctx):
+    """Max over sliding windows, with the flat argmax indices as optional second output
+    (https://onnx.ai/onnx/operators/onnx__MaxPool.html)."""
+    return _max_pool(x, auto_pad, ceil_mode, dilations, kernel_shape, pads, storage_order, strides,
+                     ctx.num_outputs > 1)
+
+
+@kernel("MaxPool", since=8)
+def max_pool_8(x, *, auto_pad="NOTSET", kernel_shape, pads=None, storage_order=0, strides=None, ctx):
+    """MaxPool-8: no dilations or ceil_mode yet."""
+    return _max_pool(x, auto_pad, 0, None, kernel_shape, pads, storage_order, strides, ctx.num_outputs > 1)
+
+
+@kernel("MaxPool", since=1)
+def max_pool_1(x, *, auto_pad="NOTSET", kernel_shape, pads=None, strides=None):
+    """MaxPool-1: a single output."""
+    return _max_pool(x, auto_pad, 0, None, kernel_shape, pads, 0, strides, False)
+
+
+def _average_pool(x, auto_pad, ceil_mode, count_include_pad, dilations, kernel_shape, pads, strides):
+    ct = compute_dtype(x.dtype)
+    win = _Windows(x.astype(ct, copy=False), kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, 0)
+    y = win.reduce(np.add)
+    if any(win.extra) or (not count_include_pad and (any(win.begin) or any(win.end))):
+        y /= win.counts(bool(count_include_pad), ct)
+    else:
+        y *= ct.type(1 / math.prod(win.kernel))
+    return y.astype(x.dtype, copy=False)
+
+
+@kernel("AveragePool", since=19)
+def average_pool(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None, kernel_shape,
+                 pads=None, strides=None):
+    """Mean over sliding windows (https://onnx.ai/onnx/operators/onnx__AveragePool.html)."""
+    return _average_pool(x, auto_pad, ceil_mode, count_include_pad, dilations, kernel_shape, pads, strides)
+
+
+@kernel("AveragePool", since=10)
+def average_pool_10(x, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, kernel_shape, pads=None,
+                    strides=None):
+    """AveragePool-10: no dilations yet."""
+    return _average_pool(x, auto_pad, ceil_mode, count_include_pad, None, kernel_shape, pads, strides)
+
+
+@kernel("AveragePool", since=7)
+def average_pool_7(x, *, auto_pad="NOTSET", count_include_pad=0, kernel_shape, pads=None, strides=None):
+    """AveragePool-7: no ceil_mode yet."""
+    return _average_pool(x, auto_pad, 0, count_include_pad, None, kernel_shape, pads, strides)
+
+
+@kernel("AveragePool", since=1)
+def average_pool_1(x, *, auto_pad="NOTSET", kernel_shape, pads=None, strides=None):
+    """AveragePool-1: padding never counts."""
+    return _average_pool(x, auto_pad, 0, 0, None, kernel_shape, pads, strides)
+
+
+def _lp_pool(x, auto_pad, ceil_mode, dilations, kernel_shape, p, pads, strides):
+    ct = compute_dtype(x.dtype)
+    xa = np.abs(x.astype(ct, copy=False))
+    powered = xa * xa if p == 2 else xa ** ct.type(p)
+    y = _Windows(powered, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, 0).reduce(np.add)
+    return _root(y, p).astype(x.dtype, copy=False)
+
+
+def _root(y: np.ndarray, p) -> np.ndarray:
+    return np.sqrt(y, out=y) if p == 2 else np.power(y, y.dtype.type(1 / p), out=y)
+
+
+@kernel("LpPool", since=18)
+def lp_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape, p=2, pads=None, strides=None):
+    """p-norm over sliding windows (https://onnx.ai/onnx/operators/onnx__LpPool.html)."""
+    return _lp_pool(x, auto_pad, ceil_mode, dilations, kernel_shape, p, pads, strides)
+
+
+@kernel("LpPool", since=1)
+def lp_pool_1(x, *, auto_pad="NOTSET", kernel_shape, p=2, pads=None, strides=None):
+    """LpPool-1 to 11: no ceil_mode or dilations (p is a float in version 1, an int from 2)."""
+    return _lp_pool(x, auto_pad, 0, None, kernel_shape, p, pads, strides)
+
+
+def _spatial_axes(x: np.ndarray) -> tuple[int, ...]:
+    if x.ndim < 3:
+        raise ValueError(f"global pooling expects an input of rank >= 3, got shape {x.shape}")
+    return tuple(range(2, x.ndim))
+
+
+@kernel("GlobalAveragePool", since=1)
+def global_average_pool(x):
+    """Mean over all spatial axes, kept as size 1."""
+    ct = compute_dtype(x.dtype)
+    return np.mean(x, axis=_spatial_axes(x), keepdims=True, dtype=ct).astype(x.dtype, copy=False)
+
+
+@kernel("GlobalMaxPool", since=1)
+def global_max_pool(x):
+    """Max over all spatial axes, kept as size 1."""
+    return np.max(x, axis=_spatial_axes(x), keepdims=True)
+
+
+@kernel("GlobalLpPool", since=1)
+def global_lp_pool(x, *, p=2):
+    """p-norm over all spatial axes, kept as size 1 (p is a float in version 1, an int from 2)."""
+    ct = compute_dtype(x.dtype)
+    xa = np.abs(x.astype(ct, copy=False))
+    y = np.sum(xa * xa if p == 2 else xa ** ct.type(p), axis=_spatial_axes(x), keepdims=True)
+    return _root(y, p).astype(x.dtype, copy=False)
+
+
+def _round_half_away(v: np.ndarray) -> np.ndarray:
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
+
+
+def _bins(start: int, end: int, count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """[begin, end) of ``count`` float32-sized bins over the inclusive span start..end, clipped."""
+    step = np.float32(max(end - start + 1, 1)) / np.float32(count)
+    edges = np.arange(count + 1, dtype=np.float32) * step
+    lo = np.clip(np.floor(edges[:-1]).astype(np.int64) + start, 0, size)
+    hi = np.clip(np.ceil(edges[1:]).astype(np.int64) + start, 0, size)
+    return lo, hi
+
+
+@kernel("MaxRoiPool", since=1)
+def max_roi_pool(x, rois, *, pooled_shape, spatial_scale=1.0):
+    """Max over a pooled_shape grid of bins in each region of interest (batch_index, x1, y1, x2, y2),
+    corners scaled by spatial_scale and rounded; empty bins give 0 (as onnxruntime's RoiPool)."""
+    if x.ndim != 4 or rois.ndim != 2 or rois.shape[1] != 5:
+        raise ValueError(f"MaxRoiPool expects X (N, C, H, W) and rois (R, 5), got {x.shape} and {rois.shape}")
+    ph, pw = (int(v) for v in pooled_shape)
+    height, width = x.shape[2:]
+    y = np.zeros((rois.shape[0], x.shape[1], ph, pw), dtype=x.dtype)
+    f32 = np.float32
+    corners = _round_half_away(rois[:, 1:].astype(f32) * f32(spatial_scale)).astype(np.int64)
+    for r, (batch, (x1, y1, x2, y2)) in enumerate(zip(rois[:, 0].astype(np.int64), corners)):
+        hs, he = _bins(y1, y2, ph, height)
+        ws, we = _bins(x1, x2, pw, width)
+        for i in range(ph):
+            if he[i] <= hs[i]:
+                continue
+            rows = x[batch, :, hs[i]:he[i]].max(axis=1)
+            for j in range(pw):
+                if we[j] > ws[j]:
+                    y[r, :, i, j] = rows[:, ws[j]:we[j]].max(axis=1)
+    return y
+
+
+@kernel("MaxUnpool", since=9)
+def max_unpool(x, i, output_shape=None, *, kernel_shape, pads=None, strides=None):
+    """Scatter x to the flat positions ``i`` of a zero tensor shaped like the MaxPool input
+    (https://onnx.ai/onnx/operators/onnx__MaxUnpool.html). The indices address the default
+    shape; an explicit larger output_shape holds that result in its leading corner, as in the
+    reference implementation."""
+    n = x.ndim - 2
+    strides = per_axis(strides, n, 1, "strides")
+    pads = per_axis(pads, 2 * n, 0, "pads")
+    inferred = x.shape[:2] + tuple((d - 1) * s - pads[a] - pads[n + a] + int(k)
+                                   for a, (d, s, k) in enumerate(zip(x.shape[2:], strides, kernel_shape)))
+    if i.shape != x.shape:
+        raise ValueError(f"indices shape {i.shape} differs from X shape {x.shape}")
+    flat = np.zeros(math.prod(inferred), dtype=x.dtype)
+    flat[i.reshape(-1)] = x.reshape(-1)
+    y = flat.reshape(inferred)
+    if output_shape is None:
+        return y
+    shape = tuple(int(v) for v in output_shape)
+    if len(shape) != x.ndim or any(s < d for s, d in zip(shape, inferred)):
+        raise ValueError(f"output_shape {list(shape)} is smaller than the unpooled shape {list(inferred)}")
+    out = np.zeros(shape, dtype=x.dtype)
+    out[tuple(slice(0, d) for d in inferred)] = y
+    return out
