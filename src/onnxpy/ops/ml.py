@@ -328,13 +328,14 @@ def _tree_scores(forest: _Forest, x: np.ndarray, aggregate: str) -> tuple[np.nda
 def _tree_regression(forest: _Forest, x: np.ndarray, aggregate: str, base, post_transform: str,
                      dtype) -> np.ndarray:
     """Scores of TreeEnsembleRegressor / TreeEnsemble: aggregate, add base values, post transform."""
-    scores, _ = _tree_scores(forest, x, aggregate)
+    scores, has = _tree_scores(forest, x, aggregate)
     if aggregate == "AVERAGE":
         scores /= len(forest.roots)
     base = np.asarray(base if base is not None else [], dtype=np.float64).ravel()
     if len(base) == forest.n_targets:  # onnxruntime ignores base values of any other length
         scores += base
-    return _post_transform(scores.astype(dtype), post_transform)
+    # A target no reached leaf weighs in on is 0, base value left out (onnxruntime 1.2x).
+    return _post_transform(np.where(has, scores, 0).astype(dtype), post_transform)
 
 
 def _tree_classification(forest: _Forest, x: np.ndarray, base, labels: np.ndarray, class_ids,
@@ -348,7 +349,7 @@ def _tree_classification(forest: _Forest, x: np.ndarray, base, labels: np.ndarra
         scores[:, :len(base)] += base
         has[:, :len(base)] = True
         best = np.argmax(np.where(has, scores, -np.inf), axis=1)
-        return labels[best], _post_transform(scores, post_transform)
+        return labels[best], _post_transform(np.where(has, scores, 0), post_transform)
     if k == 1:
         scores = scores + (base[0] if len(base) == 1 else 0)
         return _positive(scores[:, 0] > 0, labels), _post_transform(scores, post_transform)
@@ -367,13 +368,14 @@ def _positive(positive: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def _binary_trees(scores, has, base, labels, binary_case: bool, all_positive: bool, post_transform: str):
-    """onnxruntime's TreeAggregatorClassifier for two classes, row by row but vectorized."""
+    """onnxruntime's TreeAggregatorClassifier for two classes, row by row but vectorized. A class
+    no reached leaf weighs in on scores 0 (onnxruntime's ScoreValue), whatever its base value."""
     s0, s1, h0, h1 = scores[:, 0], scores[:, 1], has[:, 0], has[:, 1]
     two = np.ones(len(s0), bool)     # whether a row still holds two scores
     extra = -1                       # onnxruntime's write_additional_scores
     if len(base) == 2:
         # With a class-1 score onnxruntime rebuilds both scores from class 0's (base_values[0] unused).
-        s1 = np.where(h1, base[1] + s0, s1 + base[1])
+        s1 = np.where(h1, base[1] + np.where(h0, s0, 0), s1 + base[1])
         s0 = np.where(h1, -s1, s0 + base[0])
     elif len(base) <= 1:
         s0 = s0 + (base[0] if len(base) else 0)
@@ -386,16 +388,18 @@ def _binary_trees(scores, has, base, labels, binary_case: bool, all_positive: bo
         label = labels[positive.astype(np.intp)]
     else:
         label = _positive(positive_score > 0, labels)
-    pair = _post_transform(np.stack([s0, s1], axis=1), post_transform)
-    extra = np.broadcast_to(extra, s0.shape)
+    v0, v1 = np.where(h0, s0, 0), np.where(h1, s1, 0)
+    pair = _post_transform(np.stack([v0, v1], axis=1), post_transform)
+    # One score left: onnxruntime fills in the other class, or leaves it uninitialised (0 here).
+    extra = np.broadcast_to(extra, v0.shape)[:, None]
+    unset = np.zeros_like(v0)
     if post_transform == "PROBIT":
-        single = np.stack([_post_transform(s0[:, None], "PROBIT")[:, 0], np.zeros_like(s0)], axis=1)
+        single = np.stack([_probit(v0), unset], axis=1)
+    elif post_transform == "LOGISTIC":
+        single = np.where(extra >= 0, np.stack([_logistic(-v0), _logistic(v0)], axis=1), np.stack([v0, unset], axis=1))
     else:
-        logistic = post_transform == "LOGISTIC"
-        mixed = (np.stack([_logistic(-s0), _logistic(s0)], axis=1) if logistic else np.stack([-s0, s0], axis=1))
-        single = np.where((extra >= 2)[:, None], mixed,
-                          np.where((extra >= 0)[:, None], np.stack([1 - s0, s0], axis=1),
-                                   np.stack([s0, np.zeros_like(s0)], axis=1)))
+        single = np.where(extra >= 2, np.stack([-v0, v0], axis=1),
+                          np.where(extra >= 0, np.stack([1 - v0, v0], axis=1), np.stack([v0, unset], axis=1)))
     return label, np.where(two[:, None], pair, single).astype(np.float32)
 
 
