@@ -276,9 +276,9 @@ def _grid_sample(x: np.ndarray, grid: np.ndarray, mode: str, padding_mode: str, 
         low, high = (0.0, d - 1.0) if align_corners else (-0.5, d - 0.5)
         if mode == "nearest":
             pos = np.rint(pos)
-        if padding_mode == "border":
-            pos = np.clip(pos, 0, d - 1)
-        elif padding_mode == "reflection":
+        # "border" clamps each tap below, as onnxruntime and PyTorch do (the reference clamps the
+        # sampling point instead, which differs for cubic taps near the edge)
+        if padding_mode == "reflection":
             pos = _reflect(pos, low, high)
         if mode == "nearest":
             taps = [(pos, np.ones_like(pos))]
