@@ -206,12 +206,11 @@ def trilu(input, k=None, *, upper=1):
 
 @kernel("Compress", since=9)
 def compress(input, condition, *, axis=None):
-    """Select slices along ``axis`` (or elements of the flattened input) where ``condition``."""
-    cond = np.asarray(condition).reshape(-1).astype(bool, copy=False)
+    """Select slices along ``axis`` (or elements of the flattened input) where ``condition``;
+    entries of ``condition`` past the axis length are ignored, as onnxruntime does."""
     data = input.reshape(-1) if axis is None else input
     axis = 0 if axis is None else normalize_axis(axis, input.ndim)
-    if cond.size > data.shape[axis]:
-        raise ValueError(f"Compress condition has {cond.size} entries for an axis of length {data.shape[axis]}")
+    cond = np.asarray(condition).reshape(-1)[: data.shape[axis]].astype(bool, copy=False)
     return np.compress(cond, data, axis=axis)
 
 
