@@ -167,8 +167,14 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     return _add_bias(y, b).astype(x.dtype, copy=False)
 
 
-def _conv_transpose(x, w, b, auto_pad, dilations, group, kernel_shape, output_padding, output_shape, pads,
-                    strides, upper_head_small):
+@kernel("ConvTranspose", since=1)
+def conv_transpose(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+                   output_padding=None, output_shape=None, pads=None, strides=None):
+    """N-D grouped transposed convolution (https://onnx.ai/onnx/operators/onnx__ConvTranspose.html).
+
+    With output_shape or SAME_*, the total padding is the full output size minus the requested one;
+    its smaller half goes first for SAME_UPPER, last otherwise. Version 1's formula reads the other
+    way round, but its attribute text and onnxruntime agree with version 11."""
     if x.ndim < 3 or w.ndim != x.ndim:
         raise ValueError(f"ConvTranspose expects X and W of the same rank >= 3, got {x.shape} and {w.shape}")
     _check_kernel_shape(kernel_shape, w)
@@ -186,8 +192,7 @@ def _conv_transpose(x, w, b, auto_pad, dilations, group, kernel_shape, output_pa
         out = ([s * i for s, i in zip(strides, in_shape)] if output_shape is None
                else [int(v) for v in output_shape][-nsp:])
         total = [f - o for f, o in zip(full, out)]
-        head_small = (auto_pad == "SAME_UPPER") == upper_head_small
-        begin = [t // 2 if head_small else t - t // 2 for t in total]
+        begin = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total]
     else:
         pads = per_axis(pads if auto_pad == "NOTSET" else None, 2 * nsp, 0, "pads")
         begin = pads[:nsp]
@@ -201,24 +206,6 @@ def _conv_transpose(x, w, b, auto_pad, dilations, group, kernel_shape, output_pa
     cols = np.matmul(wt, x.astype(ct, copy=False).reshape(n, group, cg, length))
     y = _col2im(cols.reshape((n, group * mg) + k_shape + in_shape), strides, dilations, begin, out)
     return _add_bias(y, b).astype(x.dtype, copy=False)
-
-
-@kernel("ConvTranspose", since=11)
-def conv_transpose(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
-                   output_padding=None, output_shape=None, pads=None, strides=None):
-    """N-D grouped transposed convolution (https://onnx.ai/onnx/operators/onnx__ConvTranspose.html)."""
-    return _conv_transpose(x, w, b, auto_pad, dilations, group, kernel_shape, output_padding, output_shape,
-                           pads, strides, upper_head_small=True)
-
-
-@kernel("ConvTranspose", since=1)
-def conv_transpose_1(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
-                     output_padding=None, output_shape=None, pads=None, strides=None):
-    """ConvTranspose-1: the smaller half of the total padding goes at the beginning unless auto_pad is
-    SAME_UPPER ("If (auto_pads != SAME_UPPER): pads[start_i] = total_padding[i]/2"; version 11
-    reverses the test, https://onnx.ai/onnx/operators/onnx__ConvTranspose.html#convtranspose-1)."""
-    return _conv_transpose(x, w, b, auto_pad, dilations, group, kernel_shape, output_padding, output_shape,
-                           pads, strides, upper_head_small=False)
 
 
 @kernel("Col2Im", since=18)

@@ -170,9 +170,17 @@ def lp_pool(x, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape, 
     return _lp_pool(x, auto_pad, ceil_mode, dilations, kernel_shape, p, pads, strides)
 
 
+@kernel("LpPool", since=2)
+def lp_pool_2(x, *, auto_pad="NOTSET", kernel_shape, p=2, pads=None, strides=None):
+    """LpPool-2 to 11: no ceil_mode or dilations."""
+    return _lp_pool(x, auto_pad, 0, None, kernel_shape, p, pads, strides)
+
+
 @kernel("LpPool", since=1)
-def lp_pool_1(x, *, auto_pad="NOTSET", kernel_shape, p=2, pads=None, strides=None):
-    """LpPool-1 to 11: no ceil_mode or dilations (p is a float in version 1, an int from 2)."""
+def lp_pool_1(x, *, auto_pad="NOTSET", kernel_shape=None, p=2.0, pads=None, strides=None):
+    """LpPool-1: p is a float and the schema leaves kernel_shape optional, though no window exists without it."""
+    if kernel_shape is None:
+        raise ValueError("LpPool needs the kernel_shape attribute")
     return _lp_pool(x, auto_pad, 0, None, kernel_shape, p, pads, strides)
 
 

@@ -1,0 +1,298 @@
+"""Conv, ConvTranspose, Col2Im, DeformConv and CausalConvWithState at every registered version, against
+PyTorch/torchvision, onnxruntime, onnx.reference and numpy computations written from the spec."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from onnx import TensorProto
+
+from onnxpy.ops.conv import window_geometry
+from tests.ops._oracle import check, node_model, run_onnxpy
+
+RNG = np.random.default_rng(0)
+FLOAT = TensorProto.FLOAT
+TORCH_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+TORCH_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+def rand(*shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+def torch_conv(x, w, b, strides, dilations, pads, group):
+    """Conv via PyTorch, asymmetric pads applied with F.pad (last axis first)."""
+    n = x.ndim - 2
+    torch_pads = [p for d in reversed(range(n)) for p in (pads[d], pads[n + d])]
+    xt = F.pad(torch.from_numpy(x.astype(np.float64)), torch_pads)
+    bt = None if b is None else torch.from_numpy(b.astype(np.float64))
+    y = TORCH_CONV[n](xt, torch.from_numpy(w.astype(np.float64)), bt, stride=strides, dilation=dilations, groups=group)
+    return y.numpy().astype(x.dtype)
+
+
+CONV_CASES = [
+    # x shape, w shape, strides, dilations, pads, group
+    ((2, 3, 9), (4, 3, 3), [1], [1], [1, 1], 1),
+    ((1, 4, 11), (8, 2, 3), [2], [2], [0, 2], 2),
+    ((2, 3, 7, 8), (5, 3, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1], 1),
+    ((1, 4, 9, 7), (6, 2, 3, 2), [2, 1], [1, 2], [1, 0, 2, 1], 2),
+    ((2, 6, 8, 8), (6, 1, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1], 6),     # depthwise
+    ((1, 4, 9, 9), (8, 1, 3, 3), [2, 2], [1, 1], [1, 1, 1, 1], 4),     # depthwise, multiplier 2
+    ((2, 8, 5, 5), (4, 8, 1, 1), [1, 1], [1, 1], [0, 0, 0, 0], 1),     # 1x1: one matmul
+    ((2, 8, 6, 5), (6, 4, 1, 1), [2, 2], [1, 1], [0, 0, 0, 0], 2),     # strided grouped 1x1
+    ((1, 4, 5, 5), (3, 4, 1, 1), [1, 1], [1, 1], [1, 0, 0, 1], 1),     # padded 1x1
+    ((1, 2, 5, 6, 7), (4, 2, 3, 3, 3), [1, 2, 1], [1, 1, 2], [1, 0, 1, 1, 1, 0], 1),
+    ((2, 4, 4, 5, 6), (4, 2, 2, 3, 1), [1, 1, 1], [1, 1, 1], [0, 1, 0, 0, 1, 0], 2),
+]
+
+
+@pytest.mark.parametrize("opset", [1, 11, 22])
+@pytest.mark.parametrize("xs,ws,strides,dilations,pads,group", CONV_CASES)
+def test_conv_explicit_pads(opset, xs, ws, strides, dilations, pads, group):
+    x, w, b = rand(*xs), rand(*ws), rand(ws[0])
+    model = node_model("Conv", {"x": x, "w": w, "b": b}, ["y"], opset=opset, strides=strides,
+                       dilations=dilations, pads=pads, group=group)
+    check(model, {"x": x, "w": w, "b": b}, expected=[torch_conv(x, w, b, strides, dilations, pads, group)],
+          rtol=1e-4, atol=1e-4)
+
+
+def test_conv_im2col_in_batch_chunks():
+    x, w = rand(3, 16, 112, 112), rand(4, 16, 3, 3)  # 1.8M patch elements per item: chunks of 2 items
+    model = node_model("Conv", {"x": x, "w": w}, ["y"], opset=22, pads=[1, 1, 1, 1])
+    check(model, {"x": x, "w": w}, expected=[torch_conv(x, w, None, [1, 1], [1, 1], [1, 1, 1, 1], 1)],
+          rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID", "NOTSET"])
+@pytest.mark.parametrize("xs,ws,strides,dilations", [
+    ((1, 2, 7, 8), (3, 2, 3, 2), [2, 3], [1, 1]),
+    ((2, 2, 10), (2, 1, 4), [3], [2]),
+    ((1, 2, 5, 6, 4), (2, 2, 2, 3, 3), [1, 2, 2], [1, 1, 1]),
+])
+def test_conv_auto_pad(auto_pad, xs, ws, strides, dilations):
+    """SAME_*: total padding (ceil(in / stride) - 1) * stride + dilated kernel - in, the odd unit at
+    the end for SAME_UPPER; onnxruntime has no dilated SAME, so the oracle is PyTorch with those pads."""
+    x, w = rand(*xs), rand(*ws)
+    group = xs[1] // ws[1]
+    n = len(strides)
+    pads = [0] * (2 * n)
+    if auto_pad.startswith("SAME"):
+        for d, (i, s, k, dl) in enumerate(zip(xs[2:], strides, ws[2:], dilations)):
+            total = max(0, (-(-i // s) - 1) * s + (k - 1) * dl + 1 - i)
+            pads[d] = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+            pads[n + d] = total - pads[d]
+    model = node_model("Conv", {"x": x, "w": w}, ["y"], opset=11, strides=strides, dilations=dilations,
+                       auto_pad=auto_pad, group=group)
+    check(model, {"x": x, "w": w}, expected=[torch_conv(x, w, None, strides, dilations, pads, group)],
+          rtol=1e-4, atol=1e-4)
+
+
+def test_conv_same_onnxruntime():
+    x, w = rand(1, 3, 7, 8), rand(4, 3, 3, 2)
+    model = node_model("Conv", {"x": x, "w": w}, ["y"], opset=11, strides=[2, 3], auto_pad="SAME_LOWER",
+                       output_types={"y": FLOAT})
+    check(model, {"x": x, "w": w}, oracle="onnxruntime", rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_conv_dtypes(dtype):
+    x, w, b = rand(1, 4, 6, 6, dtype=dtype), rand(4, 2, 3, 3, dtype=dtype), rand(4, dtype=dtype)
+    pads = [1, 0, 0, 1]
+    model = node_model("Conv", {"x": x, "w": w, "b": b}, ["y"], opset=22, pads=pads, group=2)
+    tol = 1e-2 if dtype == np.float16 else 1e-10
+    check(model, {"x": x, "w": w, "b": b}, expected=[torch_conv(x, w, b, [1, 1], [1, 1], pads, 2)], rtol=tol, atol=tol)
+
+
+def test_conv_bad_shapes():
+    x, w = rand(1, 3, 5, 5), rand(4, 2, 3, 3)
+    with pytest.raises(Exception, match="group"):
+        run_onnxpy(node_model("Conv", {"x": x, "w": w}, ["y"], opset=22), {"x": x, "w": w})
+    with pytest.raises(Exception, match="kernel_shape"):
+        run_onnxpy(node_model("Conv", {"x": x, "w": rand(4, 3, 3, 3)}, ["y"], opset=22, kernel_shape=[2, 2]),
+                   {"x": x, "w": rand(4, 3, 3, 3)})
+
+
+def test_window_geometry_same_and_ceil():
+    # SAME_UPPER puts the odd padding unit at the end, SAME_LOWER at the beginning
+    assert window_geometry([5], [2], [1], [1], None, "SAME_UPPER") == ([5], [0], [1])
+    assert window_geometry([5], [2], [1], [1], None, "SAME_LOWER") == ([5], [1], [0])
+    # ceil_mode adds a window only if it starts inside the input or the begin padding
+    assert window_geometry([4], [2], [2], [1], [1, 1], "NOTSET", ceil_mode=1) == ([3], [1], [1])
+    assert window_geometry([5], [2], [2], [1], [0, 0], "NOTSET", ceil_mode=1) == ([3], [0], [0])
+
+
+def torch_conv_transpose(x, w, b, strides, dilations, group, output_padding, begin, out):
+    """Full transposed convolution via PyTorch, then the window [begin, begin + out) of it (zeros
+    outside), then the bias: the spec's definition of pads and output_shape."""
+    n = x.ndim - 2
+    full = TORCH_CONV_T[n](torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
+                           stride=strides, dilation=dilations, groups=group).numpy()
+    y = np.zeros(full.shape[:2] + tuple(out))
+    src, dst = [], []
+    for d in range(n):
+        lo, hi = max(begin[d], 0), min(begin[d] + out[d], full.shape[2 + d])
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - begin[d], hi - begin[d]))
+    y[(..., *dst)] = full[(..., *src)]
+    if b is not None:
+        y += b.reshape((-1,) + (1,) * n)
+    return y.astype(x.dtype)
+
+
+def full_size(x, w, strides, dilations, output_padding):
+    return [s * (i - 1) + p + (k - 1) * d + 1
+            for s, i, p, k, d in zip(strides, x.shape[2:], output_padding, w.shape[2:], dilations)]
+
+
+CONVT_CASES = [
+    # x shape, w shape, strides, dilations, group, output_padding
+    ((2, 3, 5), (3, 2, 3), [2], [1], 1, [1]),
+    ((1, 4, 4, 5), (4, 3, 3, 2), [2, 3], [1, 2], 2, [1, 0]),
+    ((2, 2, 3, 3), (2, 4, 3, 3), [1, 1], [1, 1], 1, [0, 0]),
+    ((1, 2, 3, 4, 2), (2, 2, 2, 3, 2), [2, 1, 2], [1, 1, 1], 1, [0, 0, 1]),
+]
+
+
+@pytest.mark.parametrize("opset", [1, 11, 22])
+@pytest.mark.parametrize("xs,ws,strides,dilations,group,output_padding", CONVT_CASES)
+def test_conv_transpose_pads(opset, xs, ws, strides, dilations, group, output_padding):
+    x, w, b = rand(*xs), rand(*ws), rand(ws[1] * group)
+    n = len(strides)
+    pads = [int(v) for v in RNG.integers(0, 2, size=2 * n)]
+    full = full_size(x, w, strides, dilations, output_padding)
+    out = [f - pads[d] - pads[n + d] for d, f in enumerate(full)]
+    want = torch_conv_transpose(x, w, b, strides, dilations, group, output_padding, pads[:n], out)
+    model = node_model("ConvTranspose", {"x": x, "w": w, "b": b}, ["y"], opset=opset, strides=strides,
+                       dilations=dilations, group=group, output_padding=output_padding, pads=pads)
+    check(model, {"x": x, "w": w, "b": b}, expected=[want], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("opset", [1, 11])
+@pytest.mark.parametrize("auto_pad", ["NOTSET", "SAME_UPPER", "SAME_LOWER"])
+@pytest.mark.parametrize("output_shape", [None, [10, 8], [7, 6]])
+def test_conv_transpose_output_shape_and_auto_pad(opset, auto_pad, output_shape):
+    """Total padding = full size - output size; its smaller half goes first for SAME_UPPER, last
+    otherwise (https://onnx.ai/onnx/operators/onnx__ConvTranspose.html)."""
+    if auto_pad == "NOTSET" and output_shape is None:
+        pytest.skip("covered by test_conv_transpose_pads")
+    x, w = rand(1, 2, 3, 3), rand(2, 3, 3, 3)
+    strides, op = [3, 2], [1, 0]
+    full = full_size(x, w, strides, [1, 1], op)
+    out = output_shape or [3 * 3, 3 * 2]
+    total = [f - o for f, o in zip(full, out)]
+    begin = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total]
+    want = torch_conv_transpose(x, w, None, strides, [1, 1], 1, op, begin, out)
+    attrs = {"output_shape": output_shape} if output_shape else {}
+    model = node_model("ConvTranspose", {"x": x, "w": w}, ["y"], opset=opset, strides=strides,
+                       output_padding=op, auto_pad=auto_pad, **attrs)
+    check(model, {"x": x, "w": w}, expected=[want], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("opset", [1, 11, 22])
+@pytest.mark.parametrize("attrs", [
+    {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
+    {"auto_pad": "SAME_LOWER", "strides": [2, 1]},
+    {"output_shape": [8, 7], "strides": [2, 2]},
+    {"output_shape": [6, 5], "strides": [2, 2], "output_padding": [1, 1]},
+    {"pads": [1, 0, 0, 1], "strides": [3, 2], "output_padding": [2, 1], "group": 2},
+])
+def test_conv_transpose_onnxruntime(opset, attrs):
+    x, w, b = rand(2, 2, 3, 3), rand(2, 2, 3, 2), rand(4 if attrs.get("group") else 2)
+    feeds = {"x": x, "w": w, "b": b}
+    model = node_model("ConvTranspose", feeds, ["y"], opset=opset, output_types={"y": FLOAT}, **attrs)
+    check(model, feeds, oracle="onnxruntime", rtol=1e-5, atol=1e-5)
+
+
+def test_conv_transpose_float16():
+    x, w = rand(1, 2, 4, 4, dtype=np.float16), rand(2, 2, 3, 3, dtype=np.float16)
+    want = torch_conv_transpose(x, w, None, [2, 2], [1, 1], 1, [0, 0], [1, 1], [7, 7])
+    model = node_model("ConvTranspose", {"x": x, "w": w}, ["y"], opset=22, strides=[2, 2], pads=[1, 1, 1, 1])
+    check(model, {"x": x, "w": w}, expected=[want], rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("image,block,strides,dilations,pads", [
+    ([5, 5], [2, 2], [1, 1], [1, 1], [0, 0, 0, 0]),
+    ([6, 7], [3, 2], [2, 1], [1, 2], [1, 0, 1, 2]),
+    ([6, 6], [2, 3], [1, 2], [2, 1], [1, 1, 1, 1]),
+])
+def test_col2im_against_torch_fold(image, block, strides, dilations, pads):
+    c = 3
+    blocks = [(i + pads[d] + pads[2 + d] - (k - 1) * dl - 1) // s + 1
+              for d, (i, k, s, dl) in enumerate(zip(image, block, strides, dilations))]
+    x = rand(2, c * block[0] * block[1], blocks[0] * blocks[1])
+    # torch.fold pads symmetrically: fold the padded image, then crop it
+    padded = [image[0] + pads[0] + pads[2], image[1] + pads[1] + pads[3]]
+    full = F.fold(torch.from_numpy(x), padded, block, dilation=dilations, stride=strides).numpy()
+    want = full[:, :, pads[0]:pads[0] + image[0], pads[1]:pads[1] + image[1]]
+    feeds = {"x": x, "image_shape": np.array(image, np.int64), "block_shape": np.array(block, np.int64)}
+    model = node_model("Col2Im", feeds, ["y"], opset=18, strides=strides, dilations=dilations, pads=pads)
+    check(model, feeds, expected=[want], rtol=1e-5, atol=1e-5)
+
+
+def test_col2im_3d_reference():
+    feeds = {"x": rand(1, 2 * 8, 3 * 2 * 2), "image_shape": np.array([4, 3, 3], np.int64),
+             "block_shape": np.array([2, 2, 2], np.int64)}
+    check(node_model("Col2Im", feeds, ["y"], opset=18), feeds, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("group,offset_group,with_mask,pads,strides,dilations", [
+    (1, 1, False, [0, 0, 0, 0], [1, 1], [1, 1]),
+    (2, 2, True, [1, 1, 1, 1], [2, 1], [1, 2]),
+    (1, 4, True, [1, 0, 2, 1], [1, 2], [2, 1]),
+])
+def test_deform_conv_against_torchvision(group, offset_group, with_mask, pads, strides, dilations):
+    x, w, b = rand(2, 4, 7, 6), rand(6, 4 // group, 3, 2), rand(6)
+    out, _, _ = window_geometry([7, 6], [3, 2], strides, dilations, pads, "NOTSET")
+    offset = (rand(2, offset_group * 6 * 2, *out) * 1.5).astype(np.float32)
+    mask = RNG.uniform(0, 1, (2, offset_group * 6, *out)).astype(np.float32)
+    # torchvision pads symmetrically: pad the input by the begin pads and keep the output window
+    xt = F.pad(torch.from_numpy(x), [pads[1], pads[3], pads[0], pads[2]])
+    want = torchvision.ops.deform_conv2d(xt, torch.from_numpy(offset), torch.from_numpy(w), torch.from_numpy(b),
+                                         stride=strides, dilation=dilations,
+                                         mask=torch.from_numpy(mask) if with_mask else None).numpy()
+    feeds = {"x": x, "w": w, "offset": offset, "b": b, "mask": mask} if with_mask else \
+        {"x": x, "w": w, "offset": offset, "b": b}
+    model = node_model("DeformConv", feeds, ["y"], opset=19, group=group, offset_group=offset_group, pads=pads,
+                       strides=strides, dilations=dilations)
+    check(model, feeds, expected=[want], rtol=1e-4, atol=1e-4)
+
+
+def test_deform_conv_1d_zero_offset_is_conv():
+    x, w = rand(1, 2, 9), rand(3, 2, 3)
+    offset = np.zeros((1, 3, 4), np.float32)
+    feeds = {"x": x, "w": w, "offset": offset}
+    model = node_model("DeformConv", feeds, ["y"], opset=22, strides=[2])
+    check(model, feeds, expected=[torch_conv(x, w, None, [2], [1], [0, 0], 1)], rtol=1e-5, atol=1e-5)
+
+
+def causal_conv_numpy(x, w, b, past, activation):
+    k = w.shape[2]
+    state = np.zeros(x.shape[:2] + (k - 1,), x.dtype) if past is None else past
+    padded = np.concatenate([state, x], axis=2).astype(np.float64)
+    y = np.zeros(x.shape)
+    for t in range(k):
+        y += padded[:, :, t:t + x.shape[2]] * w[None, :, 0, t, None]
+    if b is not None:
+        y += b[None, :, None]
+    if activation != "none":
+        y = y / (1 + np.exp(-y))
+    return y.astype(x.dtype), padded[:, :, padded.shape[2] - (k - 1):].astype(x.dtype)
+
+
+@pytest.mark.parametrize("k,with_bias,with_past,activation,length", [
+    (4, True, True, "silu", 6), (3, False, False, "none", 5), (1, True, False, "swish", 4), (4, False, True, "none", 2),
+])
+def test_causal_conv_with_state(k, with_bias, with_past, activation, length):
+    x, w = rand(2, 3, length), rand(3, 1, k)
+    b = rand(3) if with_bias else None
+    past = rand(2, 3, k - 1) if with_past else None
+    inputs = {"x": x, "w": w}
+    if with_bias or with_past:
+        inputs["b" if with_bias else ""] = b
+    if with_past:
+        inputs["past"] = past
+    model = node_model("CausalConvWithState", inputs, ["y", "state"], opset=27, activation=activation)
+    feeds = {n: v for n, v in inputs.items() if n}
+    check(model, feeds, expected=list(causal_conv_numpy(x, w, b, past, activation)), rtol=1e-5, atol=1e-5)
