@@ -45,6 +45,12 @@ def test_gather(opset, axis, indices):
     check(node_model("Gather", {"x": x, "i": idx}, ["y"], opset=opset, axis=axis), {"x": x, "i": idx}, expected=[want])
 
 
+def test_gather_scalar_data_fails():
+    feeds = {"x": np.array(1.0, np.float32), "i": np.array(0, I64)}
+    with pytest.raises(Exception, match="rank >= 1"):
+        run("Gather", feeds, 13)
+
+
 def test_gather_out_of_range_fails():
     feeds = {"x": rand(3, 2), "i": np.array([0, 3], I64)}
     with pytest.raises(Exception, match="index 3 is out of range for an axis of size 3"):
@@ -276,6 +282,15 @@ def test_unique_axis(opset, sorted_):
     want = [x[:, order], np.array(order, I64), np.array([1, 0, 2, 0] if sorted_ else [0, 1, 2, 1], I64),
             np.array([2, 1, 1] if sorted_ else [1, 2, 1], I64)]
     check(node_model("Unique", {"x": x}, UNIQUE_OUTS, opset=opset, sorted=sorted_, axis=1), {"x": x}, expected=want)
+
+
+@pytest.mark.parametrize("sorted_", [0, 1])
+def test_unique_axis_strings(sorted_):
+    x = np.array([["b", "a"], ["a", "z"], ["b", "a"]], dtype=object)
+    first = [1, 0] if sorted_ else [0, 1]
+    inverse, counts = ([1, 0, 1], [1, 2]) if sorted_ else ([0, 1, 0], [2, 1])
+    want = [x[first], np.array(first, I64), np.array(inverse, I64), np.array(counts, I64)]
+    check(node_model("Unique", {"x": x}, UNIQUE_OUTS, opset=11, sorted=sorted_, axis=0), {"x": x}, expected=want)
 
 
 def test_unique_only_first_output():

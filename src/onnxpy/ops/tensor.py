@@ -27,6 +27,8 @@ def _element_index(shape, indices, axis, op):
     """The advanced index addressing ``x[..., indices[i], ...]`` (``indices`` along ``axis``,
     the position of each index elsewhere), for GatherElements and ScatterElements."""
     rank = len(shape)
+    if rank == 0:
+        raise ValueError(f"{op} needs data of rank >= 1, got a scalar")
     if indices.ndim != rank:
         raise ValueError(f"{op}: indices have rank {indices.ndim}, data has rank {rank}")
     axis = normalize_axis(axis, rank)
@@ -62,6 +64,8 @@ def _scatter(data, index, updates, reduction, op):
 @kernel("Gather", since=1)
 def gather(data, indices, *, axis=0):
     """Take entries of ``data`` along ``axis`` (negative indices count from the end)."""
+    if data.ndim == 0:
+        raise ValueError("Gather needs data of rank >= 1, got a scalar")
     axis = normalize_axis(axis, data.ndim)
     return np.take(data, _positions(indices, data.shape[axis], "Gather"), axis=axis)
 
@@ -218,14 +222,23 @@ def compress(input, condition, *, axis=None):
 def unique(X, *, axis=None, sorted=1):
     """Unique elements (or slices along ``axis``), sorted or in order of first occurrence,
     with first indices, inverse indices and counts."""
-    ax = None if axis is None else normalize_axis(axis, X.ndim)
-    y, first, inverse, counts = np.unique(X, return_index=True, return_inverse=True, return_counts=True, axis=ax)
+    stats = {"return_index": True, "return_inverse": True, "return_counts": True}
+    if axis is None:
+        ax = 0
+        y, first, inverse, counts = np.unique(X, **stats)
+    else:
+        ax = normalize_axis(axis, X.ndim)
+        # compare slices by each element's rank among the values: numpy's unique along an axis
+        # does not take every dtype (strings, bfloat16), and ranks sort slices in the same order
+        ranks = np.unique(X, return_inverse=True)[1].reshape(X.shape)
+        _, first, inverse, counts = np.unique(ranks, axis=ax, **stats)
+        y = np.take(X, first, axis=ax)
     inverse = inverse.reshape(-1)
     if not sorted:
         order = np.argsort(first, kind="stable")
-        rank = np.empty_like(order)
-        rank[order] = np.arange(order.size)
-        y, first, counts, inverse = np.take(y, order, axis=ax or 0), first[order], counts[order], rank[inverse]
+        position = np.empty_like(order)
+        position[order] = np.arange(order.size)
+        y, first, counts, inverse = np.take(y, order, axis=ax), first[order], counts[order], position[inverse]
     return y, first.astype(np.int64), inverse.astype(np.int64), counts.astype(np.int64)
 
 
