@@ -161,8 +161,13 @@ def _softsign(x: np.ndarray) -> np.ndarray:
     return x / (_scalar(x, 1) + np.abs(x))
 
 
+def _unit_clip(x: np.ndarray) -> np.ndarray:
+    """``x`` clipped to [0, 1] (np.clip turns bfloat16 into float32)."""
+    return np.minimum(np.maximum(x, _scalar(x, 0)), _scalar(x, 1))
+
+
 def _hard_swish(x: np.ndarray) -> np.ndarray:
-    return x * np.clip(x * _scalar(x, 1 / 6) + _scalar(x, 0.5), _scalar(x, 0), _scalar(x, 1))
+    return x * _unit_clip(x * _scalar(x, 1 / 6) + _scalar(x, 0.5))
 
 
 def _mish(x: np.ndarray) -> np.ndarray:
@@ -329,7 +334,7 @@ def selu_1(x, *, alpha=_f32(1.6732), gamma=_f32(1.0507), consumed_inputs=None):
 @kernel("HardSigmoid", since=6)
 def hard_sigmoid(x, *, alpha=_f32(0.2), beta=0.5):
     """``max(0, min(1, alpha * x + beta))``."""
-    return np.asarray(np.clip(x * _scalar(x, alpha) + _scalar(x, beta), _scalar(x, 0), _scalar(x, 1)))
+    return np.asarray(_unit_clip(x * _scalar(x, alpha) + _scalar(x, beta)))
 
 
 @kernel("LeakyRelu", since=6)
