@@ -3,17 +3,10 @@ from __future__ import annotations
 
 import math
 
-import ml_dtypes
 import numpy as np
 
+from onnxpy.ops.reduce import widen
 from onnxpy.registry import kernel
-
-_HALF = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
-
-
-def _widen(x: np.ndarray) -> np.ndarray:
-    """Half-precision inputs as float32, so numpy uses BLAS/LAPACK and accumulates accurately."""
-    return x.astype(np.float32) if x.dtype in _HALF else x
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -29,7 +22,7 @@ def matmul(A, B):
     """Matrix product with numpy.matmul semantics (batch broadcasting, 1-D promotion)."""
     if A.ndim == 0 or B.ndim == 0:
         raise ValueError(f"MatMul inputs must have rank >= 1, got shapes {A.shape} and {B.shape}")
-    return np.asarray(_matmul(_widen(A), _widen(B))).astype(A.dtype, copy=False)
+    return np.asarray(_matmul(widen(A), widen(B))).astype(A.dtype, copy=False)
 
 
 def _gemm(A, B, C, alpha: float, beta: float, transA: int, transB: int, c_broadcasts: bool) -> np.ndarray:
@@ -37,8 +30,8 @@ def _gemm(A, B, C, alpha: float, beta: float, transA: int, transB: int, c_broadc
     ``c_broadcasts``."""
     if A.ndim != 2 or B.ndim != 2:
         raise ValueError(f"Gemm inputs A and B must be 2-D, got shapes {A.shape} and {B.shape}")
-    a = _widen(A).T if transA else _widen(A)
-    b = _widen(B).T if transB else _widen(B)
+    a = widen(A).T if transA else widen(A)
+    b = widen(B).T if transB else widen(B)
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"Gemm inner dimensions differ: A' is {a.shape}, B' is {b.shape}")
     y = np.matmul(a, b)
@@ -50,7 +43,7 @@ def _gemm(A, B, C, alpha: float, beta: float, transA: int, transB: int, c_broadc
         if c_shape != result_shape:
             raise ValueError(f"Gemm input C of shape {C.shape} does not "
                              f"{'broadcast to' if c_broadcasts else 'equal'} the result shape {result_shape}")
-        c = _widen(C)
+        c = widen(C)
         y += c if beta == 1.0 else c * c.dtype.type(beta)
     return y.astype(A.dtype, copy=False)
 
@@ -72,7 +65,7 @@ def einsum(*Inputs, equation):
     """Einstein summation; in implicit mode the output labels are sorted by ASCII code."""
     if not Inputs:
         raise ValueError("Einsum needs at least one input")
-    out = np.einsum(equation.replace(" ", ""), *map(_widen, Inputs), optimize=len(Inputs) > 1)
+    out = np.einsum(equation.replace(" ", ""), *map(widen, Inputs), optimize=len(Inputs) > 1)
     return np.asarray(out).astype(Inputs[0].dtype, copy=False)
 
 
@@ -81,4 +74,4 @@ def det(X):
     """Determinant of each square matrix in the trailing two dimensions."""
     if X.ndim < 2 or X.shape[-1] != X.shape[-2]:
         raise ValueError(f"Det needs a tensor of square matrices [..., M, M], got shape {X.shape}")
-    return np.asarray(np.linalg.det(_widen(X))).astype(X.dtype, copy=False)
+    return np.asarray(np.linalg.det(widen(X))).astype(X.dtype, copy=False)

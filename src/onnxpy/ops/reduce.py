@@ -14,9 +14,9 @@ from onnxpy.registry import kernel
 _HALF = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
 
 
-def _widen(x: np.ndarray, need_float: bool = False) -> np.ndarray:
-    """``x`` in a dtype numpy computes accurately with: halves as float32, and, when
-    ``need_float``, integers as float64 (the caller casts the result back)."""
+def widen(x: np.ndarray, need_float: bool = False) -> np.ndarray:
+    """``x`` in a dtype numpy computes accurately (and with BLAS) in: halves as float32, and,
+    when ``need_float``, integers as float64; the caller casts the result back."""
     if x.dtype in _HALF:
         return x.astype(np.float32)
     if need_float and x.dtype.kind in "iub":
@@ -78,7 +78,7 @@ def _reduce(op: str, data: np.ndarray, axes, keepdims: int, noop_with_empty_axes
             return data
         axes = tuple(range(data.ndim))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        out = fn(_widen(data, need_float), axes, bool(keepdims))
+        out = fn(widen(data, need_float), axes, bool(keepdims))
         return np.asarray(out).astype(data.dtype, copy=False)
 
 
@@ -135,7 +135,7 @@ def _scalar_int(value, what: str) -> int:
 def _accumulate(ufunc: np.ufunc, x: np.ndarray, axis, exclusive: int, reverse: int) -> np.ndarray:
     """CumSum/CumProd: a running ``ufunc`` along ``axis``, optionally exclusive and/or reversed."""
     axis = normalize_axis(_scalar_int(axis, "axis"), x.ndim)
-    work = _widen(x)
+    work = widen(x)
     if reverse:
         work = np.flip(work, axis)
     out = ufunc.accumulate(work, axis=axis, dtype=work.dtype)
@@ -161,12 +161,14 @@ def cumprod(x, axis, *, exclusive=0, reverse=0):
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
 
 
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
     shifted = x - np.max(x, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    shifted -= np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    return shifted
 
 
 def _hardmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -180,7 +182,7 @@ def _along_axis(fn: Callable, x: np.ndarray, axis: int, coerce_2d: bool) -> np.n
     2-D as [prod(shape[:axis]), prod(shape[axis:])] along its second dimension
     (https://github.com/onnx/onnx/blob/main/docs/Changelog.md#Softmax-11)."""
     axis = normalize_axis(axis, x.ndim)
-    work = _widen(x)
+    work = widen(x)
     if coerce_2d:
         rows = math.prod(x.shape[:axis])
         out = fn(work.reshape(rows, math.prod(x.shape[axis:])), 1).reshape(x.shape)
@@ -206,6 +208,31 @@ _register_softmax_family("LogSoftmax", _log_softmax)
 _register_softmax_family("Hardmax", _hardmax)
 
 
+def _sorted_order(values: np.ndarray, largest: int) -> np.ndarray:
+    """Positions sorting each row of ``values`` (ascending, or descending when ``largest``);
+    equal values keep their order, so the lower position comes first."""
+    if not largest:
+        return np.argsort(values, axis=1, kind="stable")
+    # a stable ascending sort of the reversed rows, read backwards: descending, ties in order
+    order = np.argsort(values[:, ::-1], axis=1, kind="stable")
+    return values.shape[1] - 1 - order[:, ::-1]
+
+
+def _preselect(rows: np.ndarray, k: int, largest: int) -> np.ndarray | None:
+    """Ascending column indices of each row's top ``k`` (ties to the lower index) in linear
+    time, or ``None`` when NaNs make the partition ambiguous."""
+    n = rows.shape[1]
+    pivot = n - k if largest else k - 1
+    kth = np.partition(rows, pivot, axis=1)[:, pivot:pivot + 1]
+    better = rows > kth if largest else rows < kth
+    tie = rows == kth
+    need = k - np.count_nonzero(better, axis=1)[:, None]
+    if (np.count_nonzero(tie, axis=1)[:, None] != need).any():
+        tie &= np.cumsum(tie, axis=1) <= need
+    columns = np.flatnonzero(better | tie) % n
+    return columns.reshape(len(rows), k) if columns.size == len(rows) * k else None
+
+
 def _top_k(x: np.ndarray, k: int, axis: int, largest: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` largest (or smallest) values along ``axis``, sorted, ties broken by the lower
     index first; and their int64 indices."""
@@ -213,14 +240,14 @@ def _top_k(x: np.ndarray, k: int, axis: int, largest: int) -> tuple[np.ndarray, 
     n = x.shape[axis]
     if not 0 <= k <= n:
         raise ValueError(f"k={k} is out of range for axis {axis} of size {n}")
-    if largest:
-        # a stable ascending sort of the reversed axis, read backwards: descending, and among
-        # equal values the lower original index first
-        order = np.argsort(np.flip(x, axis), axis=axis, kind="stable")
-        index = n - 1 - np.flip(order, axis)
+    moved = np.moveaxis(x, axis, -1)
+    rows = moved.reshape(-1, n)
+    candidates = _preselect(rows, k, largest) if 0 < 4 * k < n and rows.size else None
+    if candidates is None:
+        index = _sorted_order(rows, largest)[:, :k]
     else:
-        index = np.argsort(x, axis=axis, kind="stable")
-    index = np.take(index, np.arange(k), axis=axis)
+        index = np.take_along_axis(candidates, _sorted_order(np.take_along_axis(rows, candidates, 1), largest), 1)
+    index = np.moveaxis(index.reshape(moved.shape[:-1] + (k,)), -1, axis)
     return np.take_along_axis(x, index, axis=axis), index.astype(np.int64, copy=False)
 
 
@@ -256,9 +283,9 @@ def _nll(log_prob: np.ndarray, target: np.ndarray, weight: np.ndarray | None, re
     safe = np.where(ignored, 0, target)
     if safe.size and (safe.min() < 0 or safe.max() >= classes):
         raise ValueError(f"target values must lie in [0, {classes}) or equal ignore_index={ignore_index}")
-    work = _widen(log_prob)
+    work = widen(log_prob)
     picked = np.take_along_axis(work, safe[:, None], axis=1)[:, 0]
-    w = _widen(weight)[safe] if weight is not None else np.ones(safe.shape, work.dtype)
+    w = widen(weight)[safe] if weight is not None else np.ones(safe.shape, work.dtype)
     w = np.where(ignored, work.dtype.type(0), w)
     loss = -picked * w
     if reduction == "sum":
