@@ -71,6 +71,15 @@ def _softmax_zero(s: np.ndarray) -> np.ndarray:
     return e / np.where(nonzero, e, 0).sum(axis=1, keepdims=True)
 
 
+def _complement(v: np.ndarray, post_transform: str, signed: bool) -> np.ndarray:
+    """One binary score as two columns, as onnxruntime writes them: LOGISTIC applied and
+    complemented to 1, otherwise (1 - v, v), or (-v, v) for a signed margin."""
+    if post_transform == "LOGISTIC":
+        p = _logistic(v)
+        return np.stack([1 - p, p], axis=1)
+    return np.stack([-v if signed else 1 - v, v], axis=1)
+
+
 _TRANSFORMS = {"NONE": None, "LOGISTIC": _logistic, "SOFTMAX": _softmax, "SOFTMAX_ZERO": _softmax_zero,
                "PROBIT": _probit}
 _TRANSFORM_CODES = ("NONE", "SOFTMAX", "LOGISTIC", "SOFTMAX_ZERO", "PROBIT")  # TreeEnsemble's enum
@@ -395,11 +404,10 @@ def _binary_trees(scores, has, base, labels, binary_case: bool, all_positive: bo
     unset = np.zeros_like(v0)
     if post_transform == "PROBIT":
         single = np.stack([_probit(v0), unset], axis=1)
-    elif post_transform == "LOGISTIC":
-        single = np.where(extra >= 0, np.stack([_logistic(-v0), _logistic(v0)], axis=1), np.stack([v0, unset], axis=1))
     else:
-        single = np.where(extra >= 2, np.stack([-v0, v0], axis=1),
-                          np.where(extra >= 0, np.stack([1 - v0, v0], axis=1), np.stack([v0, unset], axis=1)))
+        single = np.where(extra >= 0, np.where(extra >= 2, _complement(v0, post_transform, True),
+                                               _complement(v0, post_transform, False)),
+                          np.stack([v0, unset], axis=1))
     return label, np.where(two[:, None], pair, single).astype(np.float32)
 
 
@@ -526,8 +534,7 @@ def linear_classifier(X, *, classlabels_ints=None, classlabels_strings=None, coe
         label = labels[(s > 0).astype(np.intp)]
         if post_transform == "PROBIT":
             s = _post_transform(scores, "PROBIT")[:, 0]
-        # onnxruntime adds the complementary column without applying LOGISTIC/SOFTMAX.
-        return label, np.stack([1 - s, s], axis=1)
+        return label, _complement(s, post_transform, False)
     label = np.where(s > 0, "1", "0").astype(object) if labels.dtype == object else (s > 0).astype(np.int64)
     return label, _post_transform(scores, post_transform)
 
@@ -608,8 +615,7 @@ def svm_classifier(X, *, classlabels_ints=None, classlabels_strings=None, coeffi
     s = scores[:, 0]
     if post_transform == "PROBIT":
         return label, np.stack([_probit(s), np.zeros_like(s)], axis=1)
-    # onnxruntime writes (-d, d) without a transform, (1 - d, d) with one (left unapplied).
-    return label, np.stack([-s if post_transform == "NONE" else 1 - s, s], axis=1)
+    return label, _complement(s, post_transform, post_transform == "NONE")
 
 
 def _svm_probabilities(decisions, prob_a, prob_b, pairs, k: int) -> np.ndarray:
