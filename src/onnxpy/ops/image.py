@@ -113,9 +113,12 @@ def _interpolate_axis(x: np.ndarray, axis: int, idx: np.ndarray, weights: np.nda
     if idx.shape[1] == 1:
         return np.take(x, idx[:, 0], axis=axis)
     w = weights.astype(x.dtype)
-    out = np.take(x, idx[:, 0], axis=axis) * w[:, 0].reshape(shape)
+    out = np.take(x, idx[:, 0], axis=axis)
+    out *= w[:, 0].reshape(shape)
     for k in range(1, idx.shape[1]):
-        out += np.take(x, idx[:, k], axis=axis) * w[:, k].reshape(shape)
+        tap = np.take(x, idx[:, k], axis=axis)
+        tap *= w[:, k].reshape(shape)
+        out += tap
     return out
 
 
@@ -165,7 +168,10 @@ def _resize(x: np.ndarray, roi, scales, sizes, *, mode: str, coordinate_transfor
         if len(roi) != 2 * len(axes):
             raise ValueError(f"Resize roi has {len(roi)} values, expected {2 * len(axes)}")
     y = x if mode == "nearest" else x.astype(_compute_dtype(x.dtype), copy=False)
-    for i, axis in enumerate(axes):
+    # shrinking axes first keeps the intermediate results small; among equals, the innermost
+    # axis (the slowest to gather along) goes first
+    for i in sorted(range(len(axes)), key=lambda i: (sizes[i] / max(n_in[i], 1), -axes[i])):
+        axis = axes[i]
         if not crop and scale[i] == 1 and sizes[i] == n_in[i]:
             continue
         box = (roi[i], roi[len(axes) + i]) if crop else None
