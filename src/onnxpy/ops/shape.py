@@ -14,7 +14,7 @@ from onnxpy.registry import kernel
 
 def ints(values) -> list[int]:
     """A scalar, 1-D integer tensor or list as a list of Python ints."""
-    return [int(v) for v in np.asarray(values).reshape(-1)]
+    return np.asarray(values, dtype=np.int64).reshape(-1).tolist()
 
 
 def zero_of(dtype: np.dtype) -> np.ndarray:
