@@ -104,6 +104,8 @@ def _check_value(info: ir.ValueInfo, value: Any, dims: dict[str, tuple[int, str]
         return value
     if t is None:
         return value if isinstance(value, np.ndarray) else np.asarray(value)
+    if isinstance(value, np.generic):
+        value = np.asarray(value)  # a numpy scalar is a 0-d tensor
     if not isinstance(value, np.ndarray):
         if np.isscalar(value) or isinstance(value, (list, tuple)):
             raise InvalidArgument(
