@@ -223,8 +223,9 @@ def test_not_bitwise_not_and_string_equality():
 @pytest.mark.parametrize("base,exponent", [(F32, F32), (F32, np.int64), (F32, np.int32), (np.int32, F32),
                                            (np.int64, np.int64), (F16, F16), (F64, F32)])
 def test_pow_returns_the_base_type(base, exponent):
-    a = rand(3, 4, low=0.5, high=3).astype(base) if np.dtype(base).kind == "f" else RNG.integers(1, 6, (3, 4)).astype(base)
-    b = np.array([0.5, 2, 3, 1.5]).astype(exponent) if np.dtype(exponent).kind == "f" else np.array([0, 2, 3, 1], exponent)
+    a = rand(3, 4, low=0.5, high=3) if np.dtype(base).kind == "f" else RNG.integers(1, 6, (3, 4))
+    b = np.array([0.5, 2, 3, 1.5] if np.dtype(exponent).kind == "f" else [0, 2, 3, 1])
+    a, b = a.astype(base), b.astype(exponent)
     check(ort_model("Pow", {"a": a, "b": b}, elem(base), 15), {"a": a, "b": b}, oracle="onnxruntime", rtol=1e-3)
 
 
@@ -303,7 +304,8 @@ def test_where_and_prelu():
     c, x, y = RNG.random((2, 3)) > 0.5, rand(2, 3), rand(3)
     check(node_model("Where", {"c": c, "x": x, "y": y}, ["z"], opset=16), {"c": c, "x": x, "y": y})
     s = np.array(["a", "b", "c"], dtype=object)
-    check(node_model("Where", {"c": c, "x": s, "y": s[::-1].copy()}, ["z"], opset=9), {"c": c, "x": s, "y": s[::-1].copy()})
+    feeds = {"c": c, "x": s, "y": s[::-1].copy()}
+    check(node_model("Where", feeds, ["z"], opset=9), feeds)
     slope = np.array([0.1, 0.2, 0.3], F32)
     check(node_model("PRelu", {"x": x, "slope": slope}, ["y"], opset=16), {"x": x, "slope": slope})
     expected = np.where(x < 0, x * slope, x)
@@ -336,7 +338,8 @@ def test_old_activation_versions_and_their_defaults():
     x = rand(4, 5, low=-3, high=3)
     selu_1 = 1.0507 * np.where(x > 0, x, 1.6732 * np.exp(x) - 1.6732)  # Selu-1's defaults, not Selu-6's
     np.testing.assert_allclose(run1("Selu", {"x": x}, 1, consumed_inputs=[0]), selu_1, rtol=1e-6)
-    np.testing.assert_allclose(run1("Elu", {"x": x}, 1, consumed_inputs=[0]), np.where(x < 0, np.expm1(x), x), rtol=1e-6)
+    elu = np.where(x < 0, np.expm1(x), x)
+    np.testing.assert_allclose(run1("Elu", {"x": x}, 1, consumed_inputs=[0]), elu, rtol=1e-6)
     np.testing.assert_allclose(run1("HardSigmoid", {"x": x}, 1), np.clip(0.2 * x + 0.5, 0, 1), rtol=1e-6)
     np.testing.assert_allclose(run1("LeakyRelu", {"x": x}, 1, alpha=0.3), np.where(x < 0, 0.3 * x, x), rtol=1e-6)
 

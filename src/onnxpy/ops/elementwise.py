@@ -56,7 +56,8 @@ def _legacy(fn: Callable, *, with_broadcast: bool = False, with_consumed_inputs:
     `consumed_inputs`, an in-place hint without effect here."""
     extra = []
     if with_broadcast:
-        extra += [inspect.Parameter("axis", _KEYWORD, default=None), inspect.Parameter("broadcast", _KEYWORD, default=0)]
+        extra += [inspect.Parameter("axis", _KEYWORD, default=None),
+                  inspect.Parameter("broadcast", _KEYWORD, default=0)]
     if with_consumed_inputs:
         extra.append(inspect.Parameter("consumed_inputs", _KEYWORD, default=None))
 
@@ -89,27 +90,23 @@ def _legacy_operand(a: np.ndarray, b: np.ndarray, axis: int | None, broadcast: i
     return b.reshape(b.shape + (1,) * trailing)
 
 
-def _unary(fn: Callable) -> Callable:
-    def run(x):
-        return np.asarray(fn(x))
+def _plain(op: str, fn: Callable) -> Callable:
+    """The kernel of an op that is ``fn`` applied to its inputs."""
+    def run(*inputs):
+        return np.asarray(fn(*inputs))
 
-    run.__name__ = run.__qualname__ = getattr(fn, "__name__", "unary").lstrip("_")
+    run.__name__ = run.__qualname__ = op
+    run.__doc__ = f"{op}: {getattr(fn, '__name__', fn).lstrip('_')} of the inputs, element-wise."
     return run
 
 
-def _binary(fn: Callable) -> Callable:
-    def run(a, b):
-        return np.asarray(fn(a, b))
-
-    run.__name__ = run.__qualname__ = getattr(fn, "__name__", "binary").lstrip("_")
-    return run
-
-
-def _variadic(fn: Callable) -> Callable:
+def _variadic(op: str, fn: Callable) -> Callable:
+    """The kernel of an op that folds its inputs with the binary ``fn``."""
     def run(*data):
         return np.asarray(functools.reduce(fn, data))
 
-    run.__name__ = run.__qualname__ = getattr(fn, "__name__", "variadic").lstrip("_")
+    run.__name__ = run.__qualname__ = op
+    run.__doc__ = f"{op}: the inputs folded with {fn.__name__}, element-wise."
     return run
 
 
@@ -147,14 +144,19 @@ def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, _scalar(x, 0))
 
 
+def _signed_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(max(x, 0), min(x, 0))``: piecewise activations as sums, as np.where is slow on mixed signs."""
+    zero = _scalar(x, 0)
+    return np.maximum(x, zero), np.minimum(x, zero)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    e = np.exp(-np.abs(x))
-    r = _scalar(x, 1) / (_scalar(x, 1) + e)
-    return np.where(x >= 0, r, e * r)
+    """``exp(min(x, 0)) / (1 + exp(-|x|))``: no overflow, and relative accuracy in both tails."""
+    return np.exp(np.minimum(x, _scalar(x, 0))) / (_scalar(x, 1) + np.exp(-np.abs(x)))
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
-    return np.logaddexp(x, _scalar(x, 0))
+    return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, _scalar(x, 0))
 
 
 def _softsign(x: np.ndarray) -> np.ndarray:
@@ -215,20 +217,23 @@ _BINARY = {  # op: (function, first since_version)
 }
 _VARIADIC = {"Max": np.maximum, "Min": np.minimum, "Sum": np.add}  # opset 1 has `consumed_inputs`
 
-for _op, (_fn, _since) in _UNARY.items():
-    kernel(_op, since=_since)(_unary(_fn))
-for _op, _fn in _UNARY_SINCE_1.items():
-    kernel(_op, since=1)(_legacy(kernel(_op, since=6)(_unary(_fn)), with_consumed_inputs=True))
-for _op, _fn in _ARITHMETIC.items():
-    _k = kernel(_op, since=7)(_binary(_fn))
-    kernel(_op, since=6)(_legacy(_k, with_broadcast=True))
-    kernel(_op, since=1)(_legacy(_k, with_broadcast=True, with_consumed_inputs=True))
-for _op, _fn in _LOGICAL.items():
-    kernel(_op, since=1)(_legacy(kernel(_op, since=7)(_binary(_fn)), with_broadcast=True))
-for _op, (_fn, _since) in _BINARY.items():
-    kernel(_op, since=_since)(_binary(_fn))
-for _op, _fn in _VARIADIC.items():
-    kernel(_op, since=1)(_legacy(kernel(_op, since=6)(_variadic(_fn)), with_consumed_inputs=True))
+
+def _register_tables() -> None:
+    for op, (fn, since) in {**_UNARY, **_BINARY}.items():
+        kernel(op, since=since)(_plain(op, fn))
+    for op, fn in _UNARY_SINCE_1.items():
+        kernel(op, since=1)(_legacy(kernel(op, since=6)(_plain(op, fn)), with_consumed_inputs=True))
+    for op, fn in _ARITHMETIC.items():
+        current = kernel(op, since=7)(_plain(op, fn))
+        kernel(op, since=6)(_legacy(current, with_broadcast=True))
+        kernel(op, since=1)(_legacy(current, with_broadcast=True, with_consumed_inputs=True))
+    for op, fn in _LOGICAL.items():
+        kernel(op, since=1)(_legacy(kernel(op, since=7)(_plain(op, fn)), with_broadcast=True))
+    for op, fn in _VARIADIC.items():
+        kernel(op, since=1)(_legacy(kernel(op, since=6)(_variadic(op, fn)), with_consumed_inputs=True))
+
+
+_register_tables()
 
 
 @kernel("Mean", since=6)
@@ -295,7 +300,8 @@ def where(condition, x, y):
 @kernel("PRelu", since=6)
 def prelu(x, slope):
     """``slope * x`` where x < 0, else x."""
-    return np.where(x < 0, x * slope, x)
+    positive, negative = _signed_parts(x)
+    return np.asarray(positive + slope * negative)
 
 
 kernel("PRelu", since=1)(_legacy(prelu, with_consumed_inputs=True))
@@ -304,19 +310,21 @@ kernel("PRelu", since=1)(_legacy(prelu, with_consumed_inputs=True))
 @kernel("Elu", since=6)
 def elu(x, *, alpha=1.0):
     """``alpha * (exp(x) - 1)`` where x < 0, else x."""
-    return np.where(x < 0, _scalar(x, alpha) * np.expm1(x), x)
+    positive, negative = _signed_parts(x)
+    return np.asarray(positive + _scalar(x, alpha) * np.expm1(negative))
 
 
 @kernel("Celu", since=12)
 def celu(x, *, alpha=1.0):
     """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``."""
     a = _scalar(x, alpha)
-    return np.where(x < 0, a * np.expm1(x / a), x)
+    positive, negative = _signed_parts(x)
+    return np.asarray(positive + a * np.expm1(negative / a))
 
 
 def _selu(x: np.ndarray, alpha: float, gamma: float) -> np.ndarray:
-    a = _scalar(x, alpha)
-    return np.asarray(_scalar(x, gamma) * np.where(x > 0, x, a * np.exp(x) - a))
+    positive, negative = _signed_parts(x)
+    return np.asarray(_scalar(x, gamma) * (positive + _scalar(x, alpha) * np.expm1(negative)))
 
 
 @kernel("Selu", since=6)
@@ -340,7 +348,8 @@ def hard_sigmoid(x, *, alpha=_f32(0.2), beta=0.5):
 @kernel("LeakyRelu", since=6)
 def leaky_relu(x, *, alpha=_f32(0.01)):
     """``alpha * x`` where x < 0, else x."""
-    return np.where(x < 0, x * _scalar(x, alpha), x)
+    positive, negative = _signed_parts(x)
+    return np.asarray(positive + _scalar(x, alpha) * negative)
 
 
 kernel("Elu", since=1)(_legacy(elu, with_consumed_inputs=True))
