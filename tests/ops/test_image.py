@@ -120,9 +120,12 @@ def test_resize_preserves_dtype(dtype):
     np.testing.assert_allclose(actual.astype(np.float64), expected.astype(np.float64), rtol=1e-3, atol=1)
 
 
-def test_resize_without_scales_or_sizes_fails():
+def test_resize_needs_exactly_one_of_scales_and_sizes():
     feeds = {"x": X, "roi": ROI_EMPTY, "scales": ROI_EMPTY}
     with pytest.raises(Exception, match="scales"):
+        run_onnxpy(node_model("Resize", feeds, ["y"], opset=13), feeds)
+    feeds = {"x": X, "roi": ROI_EMPTY, "scales": _f32(1, 1, 2, 2), "sizes": np.array([1, 2, 3, 4], dtype=np.int64)}
+    with pytest.raises(Exception, match="only one"):
         run_onnxpy(node_model("Resize", feeds, ["y"], opset=13), feeds)
 
 

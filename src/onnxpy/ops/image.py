@@ -136,6 +136,8 @@ def _resize(x: np.ndarray, roi, scales, sizes, *, mode: str, coordinate_transfor
     if len(set(axes)) != len(axes):
         raise ValueError(f"Resize axes {axes} contain duplicates")
     n_in = [x.shape[a] for a in axes]
+    if _present(sizes) and _present(scales):
+        raise ValueError("Resize takes only one of 'scales' and 'sizes'")
     if _present(sizes):
         sizes = [int(s) for s in np.asarray(sizes).reshape(-1)]
         if len(sizes) != len(axes):
