@@ -60,12 +60,51 @@ def gemm(A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):
     return _gemm(A, B, C, alpha, beta, transA, transB, c_broadcasts=True)
 
 
+def _pair_as_matmul(equation: str, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """A two-operand einsum as one batched matmul over (batch, free-in-a, contracted,
+    free-in-b) labels; ``None`` where it is not one (ellipsis, repeated labels, labels summed
+    within one operand, size-1 broadcasting), for numpy.einsum to handle."""
+    lhs, arrow, out = equation.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != 2 or "." in equation:
+        return None
+    ta, tb = terms
+    labels = ta + tb
+    if not arrow:
+        out = "".join(sorted(c for c in set(labels) if labels.count(c) == 1))
+    if (len(set(ta)) != len(ta) or len(set(tb)) != len(tb) or len(set(out)) != len(out)
+            or len(ta) != a.ndim or len(tb) != b.ndim or not set(out) <= set(labels)
+            or any(c not in out for c in set(ta) ^ set(tb))):
+        return None
+    size = dict(zip(ta, a.shape))
+    if any(size.setdefault(c, n) != n for c, n in zip(tb, b.shape)):
+        return None
+    batch = [c for c in out if c in ta and c in tb]
+    free_a = [c for c in out if c not in tb]
+    free_b = [c for c in out if c not in ta]
+    contract = [c for c in ta if c in tb and c not in out]
+
+    def matrices(x, term, rows, cols):
+        x = x.transpose([term.index(c) for c in batch + rows + cols])
+        return x.reshape(math.prod(size[c] for c in batch), math.prod(size[c] for c in rows),
+                         math.prod(size[c] for c in cols))
+
+    y = np.matmul(matrices(a, ta, free_a, contract), matrices(b, tb, contract, free_b))
+    order = batch + free_a + free_b
+    return y.reshape([size[c] for c in order]).transpose([order.index(c) for c in out])
+
+
 @kernel("Einsum", since=12)
 def einsum(*Inputs, equation):
-    """Einstein summation; in implicit mode the output labels are sorted by ASCII code."""
+    """Einstein summation; in implicit mode the output labels are sorted by ASCII code. Two
+    operands run as one batched BLAS matmul where possible."""
     if not Inputs:
         raise ValueError("Einsum needs at least one input")
-    out = np.einsum(equation.replace(" ", ""), *map(widen, Inputs), optimize=len(Inputs) > 1)
+    equation = equation.replace(" ", "")
+    xs = [widen(x) for x in Inputs]
+    out = _pair_as_matmul(equation, *xs) if len(xs) == 2 else None
+    if out is None:
+        out = np.einsum(equation, *xs, optimize=len(xs) > 1)
     return np.asarray(out).astype(Inputs[0].dtype, copy=False)
 
 
