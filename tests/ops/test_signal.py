@@ -94,6 +94,11 @@ def test_windows_match_torch(op, torch_fn, periodic):
     check(node_model(op, feeds, ["y"], opset=17, periodic=periodic), feeds, expected=[expected], atol=1e-6)
 
 
+def test_symmetric_window_of_one_sample_is_one():
+    feeds = {"size": np.array(1, dtype=np.int64)}
+    check(node_model("HannWindow", feeds, ["y"], opset=17, periodic=0), feeds, expected=[np.ones(1, np.float32)])
+
+
 @pytest.mark.parametrize("periodic", [0, 1])
 @pytest.mark.parametrize("output_datatype,dtype", [(1, np.float32), (11, np.float64), (10, np.float16)])
 def test_hamming_window_dtypes(periodic, output_datatype, dtype):

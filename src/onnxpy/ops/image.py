@@ -188,6 +188,8 @@ def _resize(x: np.ndarray, roi, scales, sizes, *, mode: str, coordinate_transfor
                 shape = [1] * rank
                 shape[axis] = sizes[i]
                 y = np.where(outside.reshape(shape), y.dtype.type(extrapolation_value), y)
+    if y is x:  # nothing to resize: never hand the caller's array back as an output
+        return x.copy()
     return y if y.dtype == x.dtype else _cast_back(y, x.dtype)
 
 

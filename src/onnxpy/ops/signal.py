@@ -93,7 +93,9 @@ def _cosine_window(size, periodic: int, output_datatype: int, coeffs: tuple[floa
     if n < 0:
         raise ValueError(f"window size must be non-negative, got {n}")
     denom = n if periodic else n - 1
-    phase = 2 * np.pi * np.arange(n) / (denom if denom else 1)
+    if denom <= 0:  # a symmetric window of one sample is [1], as in PyTorch
+        return np.ones(n, dtype=ir.dtype_of(output_datatype))
+    phase = 2 * np.pi * np.arange(n) / denom
     w = sum((-1) ** k * a * np.cos(k * phase) for k, a in enumerate(coeffs))
     return np.asarray(w, dtype=np.float64).astype(ir.dtype_of(output_datatype))
 
