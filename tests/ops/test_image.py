@@ -96,13 +96,15 @@ def test_resize_18_keep_aspect_ratio(policy):
     feeds = {"x": X, "roi": ROI_EMPTY, "scales": ROI_EMPTY, "sizes": np.array([9, 9], dtype=np.int64)}
     model = node_model("Resize", feeds, ["y"], opset=18, mode="linear", axes=[2, 3], keep_aspect_ratio_policy=policy)
     check(model, feeds)
-    negative = node_model("Resize", feeds, ["y"], opset=18, mode="linear", axes=[-2, -1], keep_aspect_ratio_policy=policy)
+    negative = node_model("Resize", feeds, ["y"], opset=18, mode="linear", axes=[-2, -1],
+                          keep_aspect_ratio_policy=policy)
     check(negative, feeds, expected=run_onnxpy(model, feeds))
 
 
 def test_resize_19_half_pixel_symmetric():
     feeds = {"x": X, "roi": ROI_EMPTY, "scales": _f32(1, 1, 1.7, 0.55)}
-    model = node_model("Resize", feeds, ["y"], opset=19, mode="linear", coordinate_transformation_mode="half_pixel_symmetric")
+    model = node_model("Resize", feeds, ["y"], opset=19, mode="linear",
+                       coordinate_transformation_mode="half_pixel_symmetric")
     check(model, feeds)
 
 

@@ -34,7 +34,8 @@ def test_dft_17_onesided_and_axis_attribute():
     x = RNG.standard_normal((2, 3, 9, 1)).astype(np.float32)
     feeds = {"x": x}
     expected = _complex_pairs(np.fft.rfft(x[..., 0], axis=2), np.float32)
-    check(node_model("DFT", feeds, ["y"], opset=17, axis=-2, onesided=1), feeds, expected=[expected], rtol=1e-4, atol=1e-4)
+    model = node_model("DFT", feeds, ["y"], opset=17, axis=-2, onesided=1)
+    check(model, feeds, expected=[expected], rtol=1e-4, atol=1e-4)
 
 
 def test_dft_17_inverse_of_complex_input():

@@ -78,7 +78,8 @@ def test_momentum(mode, t):
     v_new = 0.9 * v + (0.5 if t > 0 else 1.0) * grad
     x_new = x - 0.1 * (v_new if mode == "standard" else grad + 0.9 * v_new)
     single = _feeds(0.1, t, [x, g, v])
-    check(_model("Momentum", single, 2, **attrs), single, expected=[x_new.astype(np.float32), v_new], rtol=1e-5, atol=1e-6)
+    expected = [x_new.astype(np.float32), v_new]
+    check(_model("Momentum", single, 2, **attrs), single, expected=expected, rtol=1e-5, atol=1e-6)
 
 
 def test_float64_tensors_keep_their_dtype():
