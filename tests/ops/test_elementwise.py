@@ -311,6 +311,12 @@ def test_where_and_prelu():
     expected = np.where(x < 0, x * slope, x)
     np.testing.assert_allclose(run1("PRelu", {"x": x, "slope": slope}, 1, consumed_inputs=[0]), expected)
     np.testing.assert_allclose(run1("PRelu", {"x": x, "slope": slope[:1]}, 6), np.where(x < 0, x * 0.1, x), rtol=1e-6)
+    images = rand(2, 3, 4, 5)
+    for opset in (1, 6):  # before opset 7 a 1-D slope is per channel (axis 1)
+        expected = np.where(images < 0, images * slope.reshape(3, 1, 1), images)
+        np.testing.assert_allclose(run1("PRelu", {"x": images, "slope": slope}, opset), expected, rtol=1e-6)
+    with pytest.raises(Exception, match="broadcast"):
+        run1("PRelu", {"x": images, "slope": slope}, 7)
 
 
 ACTIVATIONS = [

@@ -297,14 +297,23 @@ def where(condition, x, y):
     return np.where(condition, x, y)
 
 
-@kernel("PRelu", since=6)
+@kernel("PRelu", since=7)
 def prelu(x, slope):
-    """``slope * x`` where x < 0, else x."""
+    """``slope * x`` where x < 0, else x; ``slope`` broadcasts to ``x``."""
     positive, negative = _signed_parts(x)
     return np.asarray(positive + slope * negative)
 
 
-kernel("PRelu", since=1)(_legacy(prelu, with_consumed_inputs=True))
+@kernel("PRelu", since=6)
+def prelu_6(x, slope):
+    """PRelu before opset 7: a 1-D slope of one value per channel applies along axis 1 (Caffe2's
+    convention, which the exporters of the time followed)."""
+    if slope.ndim == 1 and slope.size > 1 and x.ndim > 2 and x.shape[1] == slope.size:
+        slope = slope.reshape((-1,) + (1,) * (x.ndim - 2))
+    return prelu(x, slope)
+
+
+kernel("PRelu", since=1)(_legacy(prelu_6, with_consumed_inputs=True))
 
 
 @kernel("Elu", since=6)
