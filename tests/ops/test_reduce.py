@@ -219,6 +219,14 @@ def test_scan_dtype_preserved(dtype):
         check(model, {"x": x}, expected=[scan_oracle(x, 1, 1, 0, combine, identity)])
 
 
+def test_scan_empty_axis():
+    x = np.zeros((2, 0), np.float32)
+    for exclusive in (0, 1):
+        model = node_model("CumSum", {"x": x}, ["y"], opset=14, initializers={"axis": np.array(1, np.int64)},
+                           exclusive=exclusive, reverse=1)
+        check(model, {"x": x}, expected=[x])
+
+
 def test_scan_bad_axis_raises():
     model = node_model("CumSum", {"x": np.ones(3, np.float32)}, ["y"], opset=14,
                        initializers={"axis": np.array([0, 0], np.int64)})
@@ -342,6 +350,14 @@ def test_topk_nan_like_onnxruntime(largest):
     feeds = {"x": x, "k": np.array([3], np.int64)}
     model = node_model("TopK", feeds, ["v", "i"], opset=11, largest=largest, output_types={"v": 1, "i": 7})
     check(model, feeds, oracle="onnxruntime")
+
+
+def test_topk_empty():
+    for shape, k in (((3, 0), 0), ((0, 5), 2)):
+        x = np.zeros(shape, np.float32)
+        feeds = {"x": x, "k": np.array([k], np.int64)}
+        want = [np.zeros(shape[:1] + (k,), np.float32), np.zeros(shape[:1] + (k,), np.int64)]
+        check(node_model("TopK", feeds, ["v", "i"], opset=11), feeds, expected=want)
 
 
 def test_topk_k_too_large_raises():

@@ -140,8 +140,11 @@ def _accumulate(ufunc: np.ufunc, x: np.ndarray, axis, exclusive: int, reverse: i
         work = np.flip(work, axis)
     out = ufunc.accumulate(work, axis=axis, dtype=work.dtype)
     if exclusive:
-        first = np.full_like(np.take(out, [0], axis=axis), ufunc.identity)
-        out = np.concatenate([first, np.take(out, np.arange(out.shape[axis] - 1), axis=axis)], axis=axis)
+        lead = (slice(None),) * axis
+        shifted = np.empty_like(out)
+        shifted[lead + (slice(0, 1),)] = ufunc.identity
+        shifted[lead + (slice(1, None),)] = out[lead + (slice(None, -1),)]
+        out = shifted
     if reverse:
         out = np.flip(out, axis)
     return np.ascontiguousarray(out, dtype=x.dtype)
@@ -241,7 +244,7 @@ def _top_k(x: np.ndarray, k: int, axis: int, largest: int) -> tuple[np.ndarray, 
     if not 0 <= k <= n:
         raise ValueError(f"k={k} is out of range for axis {axis} of size {n}")
     moved = np.moveaxis(x, axis, -1)
-    rows = moved.reshape(-1, n)
+    rows = moved.reshape(math.prod(moved.shape[:-1]), n)
     candidates = _preselect(rows, k, largest) if 0 < 4 * k < n and rows.size else None
     if candidates is None:
         index = _sorted_order(rows, largest)[:, :k]
