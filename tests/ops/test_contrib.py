@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from tests.ops._oracle import check, node_model
+from onnx import helper
+
+from tests.ops._oracle import LEVELS, check, node_model, run_onnxpy, run_onnxruntime
 
 RNG = np.random.default_rng(0)
 MS = "com.microsoft"
@@ -78,3 +80,76 @@ def test_embed_layer_normalization():
              "gamma": rand(8), "beta": rand(8), "mask": np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.int32)}
     ort_check("EmbedLayerNormalization", feeds, ["Y", "mask_index", "sum"],
               {"Y": 1, "mask_index": 6, "sum": 1}, epsilon=1e-5)
+
+
+def ort_check_quantized(op, feeds, outputs, out_type, node_attrs=(), **attrs):
+    """Like ort_check for quantized outputs, allowing one quantum of difference: onnxruntime's MLAS
+    kernels sum and scale in their own float order (or fixed point), which moves rare ties."""
+    model = node_model(op, feeds, outputs, opset=1, domain=MS, output_types=dict.fromkeys(outputs, out_type),
+                       **attrs)
+    model.graph.node[0].attribute.extend(helper.make_attribute(k, v) for k, v in node_attrs)
+    expected = run_onnxruntime(model, feeds)[0]
+    for level in LEVELS:
+        actual = run_onnxpy(model, feeds, level)[0]
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape
+        assert np.abs(actual.astype(np.int32) - expected.astype(np.int32)).max() <= 1
+        assert np.mean(actual != expected) < 0.1
+
+
+def q8(*shape, dtype=np.uint8):
+    info = np.iinfo(dtype)
+    return RNG.integers(info.min, info.max, shape, dtype=dtype)
+
+
+def scalar(v, dtype=np.float32):
+    return np.array(v, dtype)
+
+
+@pytest.mark.parametrize("op", ["QLinearAdd", "QLinearMul"])
+@pytest.mark.parametrize("dtype, code", [(np.uint8, 2), (np.int8, 3)])
+def test_qlinear_binary(op, dtype, code):
+    feeds = {"A": q8(2, 3, 4, dtype=dtype), "A_scale": scalar(0.05), "A_zero_point": scalar(3, dtype),
+             "B": q8(4, dtype=dtype), "B_scale": scalar(0.07), "B_zero_point": scalar(-2 if dtype == np.int8 else 9, dtype),
+             "C_scale": scalar(0.2 if op == "QLinearAdd" else 0.5), "C_zero_point": scalar(5, dtype)}
+    ort_check_quantized(op, feeds, ["C"], code)
+
+
+@pytest.mark.parametrize("dtype, code", [(np.uint8, 2), (np.int8, 3)])
+def test_qlinear_unary(dtype, code):
+    feeds = {"X": q8(3, 5, dtype=dtype), "X_scale": scalar(0.05), "X_zero_point": scalar(10, dtype),
+             "Y_scale": scalar(1 / 256), "Y_zero_point": scalar(0 if dtype == np.uint8 else -128, dtype)}
+    ort_check("QLinearSigmoid", feeds, ["Y"], code)
+    feeds["Y_scale"] = scalar(0.04)
+    ort_check("QLinearLeakyRelu", feeds, ["Y"], code, alpha=0.3)
+
+
+@pytest.mark.parametrize("opset, axis", [(13, -1), (13, 1), (12, 1)])
+def test_qlinear_softmax(opset, axis):
+    feeds = {"X": q8(2, 3, 4), "X_scale": scalar(0.1), "x_zero_point": scalar(128, np.uint8),
+             "y_scale": scalar(1 / 256), "y_zero_point": scalar(0, np.uint8)}
+    ort_check_quantized("QLinearSoftmax", feeds, ["Y"], 2, node_attrs=[("opset", opset)], axis=axis)
+
+
+def test_qlinear_concat():
+    feeds = {"ys": scalar(0.1), "yz": scalar(128, np.uint8),
+             "a": q8(2, 3), "as": scalar(0.05), "az": scalar(100, np.uint8),
+             "b": q8(2, 2), "bs": scalar(0.2), "bz": scalar(130, np.uint8)}
+    ort_check("QLinearConcat", feeds, ["Y"], 2, axis=1)
+
+
+@pytest.mark.parametrize("channels_last", [0, 1])
+def test_qlinear_global_average_pool(channels_last):
+    feeds = {"X": q8(2, 3, 4, 5), "xs": scalar(0.05), "xz": scalar(100, np.uint8), "ys": scalar(0.03),
+             "yz": scalar(120, np.uint8)}
+    ort_check_quantized("QLinearGlobalAveragePool", feeds, ["Y"], 2, channels_last=channels_last)
+
+
+@pytest.mark.parametrize("attrs", [{"kernel_shape": [2, 2]},
+                                   {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2]},
+                                   {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1},
+                                   {"kernel_shape": [2, 3], "strides": [2, 2], "ceil_mode": 1},
+                                   {"kernel_shape": [3, 3], "auto_pad": "SAME_UPPER", "channels_last": 1}])
+def test_qlinear_average_pool(attrs):
+    feeds = {"X": q8(1, 3, 7, 6), "xs": scalar(0.05), "xz": scalar(100, np.uint8), "ys": scalar(0.03),
+             "yz": scalar(120, np.uint8)}
+    ort_check_quantized("QLinearAveragePool", feeds, ["Y"], 2, **attrs)

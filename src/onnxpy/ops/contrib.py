@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxpy.ops.quantize import conv, dequantize, dynamic_quantize_linear, quantize
+from onnxpy.ops.quantize import conv, conv_pads, dequantize, dynamic_quantize_linear, quantize
 from onnxpy.ops.transformer import rotate, softmax
 from onnxpy.registry import kernel
 
@@ -183,3 +183,109 @@ def embed_layer_normalization(input_ids, segment_ids=None, word_embedding=None, 
     y, _, _ = _layer_norm(total, gamma, beta, epsilon=epsilon, simplified=False)
     mask_index = mask.sum(axis=1).astype(np.int32) if mask is not None else np.zeros(batch, np.int32)
     return y, mask_index, total
+
+
+def _dq(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None) -> np.ndarray:
+    """Per-tensor dequantization to float32."""
+    return dequantize(x, scale, zero_point, np.dtype(np.float32))
+
+
+def _q(y: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, like: np.ndarray) -> np.ndarray:
+    """Per-tensor quantization to the zero point's type (``like``'s type without one)."""
+    return quantize(y, scale.astype(np.float32), zero_point, like.dtype if zero_point is None else zero_point.dtype)
+
+
+@kernel("QLinearAdd", since=1, domain=MS)
+def qlinear_add(A, A_scale, A_zero_point, B, B_scale, B_zero_point, C_scale, C_zero_point=None):
+    """Quantized broadcasting Add."""
+    return _q(_dq(A, A_scale, A_zero_point) + _dq(B, B_scale, B_zero_point), C_scale, C_zero_point, A)
+
+
+@kernel("QLinearMul", since=1, domain=MS)
+def qlinear_mul(A, A_scale, A_zero_point, B, B_scale, B_zero_point, C_scale, C_zero_point=None):
+    """Quantized broadcasting Mul."""
+    return _q(_dq(A, A_scale, A_zero_point) * _dq(B, B_scale, B_zero_point), C_scale, C_zero_point, A)
+
+
+@kernel("QLinearSigmoid", since=1, domain=MS)
+def qlinear_sigmoid(X, X_scale, X_zero_point=None, Y_scale=None, Y_zero_point=None):
+    """Quantized Sigmoid."""
+    return _q(_sigmoid(_dq(X, X_scale, X_zero_point)), Y_scale, Y_zero_point, X)
+
+
+@kernel("QLinearLeakyRelu", since=1, domain=MS)
+def qlinear_leaky_relu(X, X_scale, X_zero_point=None, Y_scale=None, Y_zero_point=None, *, alpha=0.01):
+    """Quantized LeakyRelu."""
+    x = _dq(X, X_scale, X_zero_point)
+    return _q(np.where(x >= 0, x, x * np.float32(alpha)), Y_scale, Y_zero_point, X)
+
+
+@kernel("QLinearSoftmax", since=1, domain=MS)
+def qlinear_softmax(X, X_scale, x_zero_point=None, y_scale=None, y_zero_point=None, *, axis=-1, opset):
+    """Quantized Softmax; ``opset`` < 13 flattens to 2-D at ``axis`` as Softmax-1 did."""
+    x = _dq(X, X_scale, x_zero_point)
+    if opset < 13:
+        axis = axis % X.ndim
+        flat = x.reshape(int(np.prod(X.shape[:axis])), -1)
+        y = softmax(flat).reshape(X.shape)
+    else:
+        y = softmax(x, axis=axis)
+    return _q(y, y_scale, y_zero_point, X)
+
+
+@kernel("QLinearConcat", since=1, domain=MS)
+def qlinear_concat(Y_scale, Y_zero_point, *inputs, axis):
+    """Concatenation of (tensor, scale, zero point) triples requantized to ``Y_scale``/``Y_zero_point``."""
+    if len(inputs) % 3:
+        raise ValueError("QLinearConcat takes (tensor, scale, zero point) triples after Y_scale, Y_zero_point")
+    parts = [_dq(x, s, z) for x, s, z in zip(inputs[::3], inputs[1::3], inputs[2::3])]
+    return _q(np.concatenate(parts, axis=axis), Y_scale, Y_zero_point, inputs[0])
+
+
+@kernel("QLinearGlobalAveragePool", since=1, domain=MS)
+def qlinear_global_average_pool(X, x_scale, x_zero_point, y_scale, y_zero_point, *, channels_last=0):
+    """Quantized mean over the spatial axes (NCHW..., or NHWC... with ``channels_last``)."""
+    spatial = tuple(range(1, X.ndim - 1)) if channels_last else tuple(range(2, X.ndim))
+    mean = _dq(X, x_scale, x_zero_point).mean(axis=spatial, keepdims=True)
+    return _q(mean, y_scale, y_zero_point, X)
+
+
+@kernel("QLinearAveragePool", since=1, domain=MS)
+def qlinear_average_pool(X, x_scale, x_zero_point=None, y_scale=None, y_zero_point=None, *, auto_pad="NOTSET",
+                         ceil_mode=0, channels_last=0, count_include_pad=0, kernel_shape, pads=None, strides=None):
+    """Quantized AveragePool (explicit padding counts in the divisor with ``count_include_pad``)."""
+    x = _dq(X, x_scale, x_zero_point)
+    if channels_last:
+        x = np.moveaxis(x, -1, 1)
+    spatial = x.ndim - 2
+    strides = list(strides or [1] * spatial)
+    base = conv_pads(x.shape[2:], kernel_shape, auto_pad=auto_pad, dilations=[1] * spatial, pads=pads,
+                     strides=strides)
+    extra = [_ceil_extra(n, b, e, k, s) if ceil_mode else 0
+             for n, (b, e), k, s in zip(x.shape[2:], base, kernel_shape, strides)]
+    full = [(b, e + x_) for (b, e), x_ in zip(base, extra)]
+    ones = np.ones((1, 1, *kernel_shape), np.float32)
+
+    def window_sums(a, padding):
+        flat = [b for b, _ in padding] + [e for _, e in padding]
+        return conv(a.reshape(-1, 1, *a.shape[2:]), ones, pads=flat, strides=strides)
+
+    sums = window_sums(x, full)
+    inside = np.ones((1, 1, *x.shape[2:]), np.float32)
+    if count_include_pad:
+        counts = window_sums(np.pad(inside, [(0, 0), (0, 0), *base], constant_values=1), [(0, e) for e in extra])
+    else:
+        counts = window_sums(inside, full)
+    y = (sums / counts).reshape(*x.shape[:2], *counts.shape[2:])
+    if channels_last:
+        y = np.moveaxis(y, 1, -1)
+    return _q(y, y_scale, y_zero_point, X)
+
+
+def _ceil_extra(size: int, begin: int, end: int, k: int, s: int) -> int:
+    """Extra end padding for ceil mode; a window starting past the input and left padding is dropped."""
+    padded = size + begin + end
+    out = -(-(padded - k) // s) + 1
+    if (out - 1) * s >= size + begin:
+        out -= 1
+    return max(0, (out - 1) * s + k - padded)
