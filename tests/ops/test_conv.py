@@ -58,10 +58,16 @@ def test_conv_explicit_pads(opset, xs, ws, strides, dilations, pads, group):
           rtol=1e-4, atol=1e-4)
 
 
-def test_conv_im2col_in_batch_chunks():
-    x, w = rand(3, 16, 112, 112), rand(4, 16, 3, 3)  # 1.8M patch elements per item: chunks of 2 items
-    model = node_model("Conv", {"x": x, "w": w}, ["y"], opset=22, pads=[1, 1, 1, 1])
-    check(model, {"x": x, "w": w}, expected=[torch_conv(x, w, None, [1, 1], [1, 1], [1, 1, 1, 1], 1)],
+@pytest.mark.parametrize("xs,ws", [
+    ((2, 16, 120, 37), (4, 16, 3, 3)),        # 144 * 37 patch elements per output row: bands of 49 rows
+    ((1, 8, 30, 12, 10), (4, 4, 3, 3, 3)),    # 216 * 120 patch elements per row (grouped): bands of 10
+])
+def test_conv_im2col_in_row_bands(xs, ws):
+    x, w = rand(*xs), rand(*ws)
+    n = x.ndim - 2
+    pads = [1] * (2 * n)
+    model = node_model("Conv", {"x": x, "w": w}, ["y"], opset=22, pads=pads, group=xs[1] // ws[1])
+    check(model, {"x": x, "w": w}, expected=[torch_conv(x, w, None, [1] * n, [1] * n, pads, xs[1] // ws[1])],
           rtol=1e-4, atol=1e-4)
 
 

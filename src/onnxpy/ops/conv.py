@@ -1,10 +1,11 @@
 """Convolutions: Conv, ConvTranspose, DeformConv, Col2Im and CausalConvWithState.
 
-Convolution is im2col plus GEMM: a strided patch view of the padded input is copied, a chunk of
-batch items at a time, into a ``(group, C/group * K, n * L)`` buffer and multiplied by the
-``(group, M/group, C/group * K)`` weights in one batched matmul (depthwise convolution is the
-``C/group == 1`` case: one tiny GEMM per channel, which beats tap-by-tap accumulation in numpy).
-Unpadded 1x1 convolutions skip the copy. The window geometry here also serves the pooling ops.
+Convolution is im2col plus GEMM: for each batch item, a band of output rows at a time, the strided
+patch view of the padded input is copied into a small, cache-resident ``(group, C/group * K, band)``
+buffer and multiplied by the ``(group, M/group, C/group * K)`` weights in one batched matmul written
+straight into the output. Depthwise convolution is the ``C/group == 1`` case: one tiny GEMM per
+channel, which beats tap-by-tap accumulation in numpy. Unpadded 1x1 convolutions skip the copy.
+The window geometry here also serves the pooling ops.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from numpy.lib.stride_tricks import as_strided
 
 from onnxpy.registry import kernel
 
-_COLS_BUDGET = 1 << 22  # elements of im2col buffer per chunk (16 MiB of float32)
+_COLS_BUDGET = 1 << 18  # elements of the im2col buffer: a band of output rows at a time stays in cache
+_MIN_GEMM_COLUMNS = 256  # but each GEMM gets at least this many output positions
 
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -72,24 +74,21 @@ def pad_spatial(x: np.ndarray, begin: Sequence[int], end: Sequence[int], value=0
     if not any(begin) and not any(end):
         return x
     shape = x.shape[:2] + tuple(d + b + e for d, b, e in zip(x.shape[2:], begin, end))
-    out = np.full(shape, value, dtype=x.dtype)
+    out = np.empty(shape, dtype=x.dtype)
     out[(...,) + tuple(slice(b, b + d) for b, d in zip(begin, x.shape[2:]))] = x
+    for axis, (b, e) in enumerate(zip(begin, end), start=2):
+        lead = (slice(None),) * axis
+        out[lead + (slice(0, b),)] = value
+        out[lead + (slice(shape[axis] - e, None),)] = value
     return out
 
 
 def windows(xp: np.ndarray, kernel_shape: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
-            out: Sequence[int], order: str = "nck") -> np.ndarray:
-    """A read-only view of the sliding windows of ``xp`` (N, C, *spatial): shape
-    (N, C, *kernel, *out) for order "nck", or (C, *kernel, N, *out) for order "ckn"."""
+            out: Sequence[int]) -> np.ndarray:
+    """A read-only (N, C, *kernel, *out) view of the sliding windows of ``xp`` (N, C, *spatial)."""
     n_st, c_st, *sp = xp.strides
-    k_part = (tuple(kernel_shape), tuple(s * d for s, d in zip(sp, dilations)))
-    o_part = (tuple(out), tuple(s * t for s, t in zip(sp, strides)))
-    if order == "nck":
-        shape = xp.shape[:2] + k_part[0] + o_part[0]
-        st = (n_st, c_st) + k_part[1] + o_part[1]
-    else:
-        shape = (xp.shape[1],) + k_part[0] + (xp.shape[0],) + o_part[0]
-        st = (c_st,) + k_part[1] + (n_st,) + o_part[1]
+    shape = xp.shape[:2] + tuple(kernel_shape) + tuple(out)
+    st = (n_st, c_st) + tuple(s * d for s, d in zip(sp, dilations)) + tuple(s * t for s, t in zip(sp, strides))
     return as_strided(xp, shape, st, writeable=False)
 
 
@@ -107,19 +106,19 @@ def _conv(x: np.ndarray, w: np.ndarray, group: int, strides: list[int], dilation
     if ksize == 1 and not any(begin) and not any(end):
         xs = x[(...,) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, strides))]
         return np.matmul(wg, xs.reshape(n, group, cg, length)).reshape(n, m, *out)
-    win = windows(pad_spatial(x, begin, end), k_shape, strides, dilations, out, order="ckn")
-    chunk = max(1, min(n, _COLS_BUDGET // max(1, c * ksize * length)))
-    cols = np.empty((c,) + tuple(k_shape) + (chunk,) + tuple(out), dtype=x.dtype)
+    win = windows(pad_spatial(x, begin, end), k_shape, strides, dilations, out)
+    inner = length // out[0]
+    rows = min(out[0], max(_COLS_BUDGET // (c * ksize * inner), -(-_MIN_GEMM_COLUMNS // inner)))
+    cols = np.empty((c,) + tuple(k_shape) + (rows,) + tuple(out[1:]), dtype=x.dtype)
     y = np.empty((n, m) + tuple(out), dtype=x.dtype)
-    nk = 1 + len(k_shape)
-    for i in range(0, n, chunk):
-        j = min(n, i + chunk)
-        np.copyto(cols[(slice(None),) * nk + (slice(0, j - i),)], win[(slice(None),) * nk + (slice(i, j),)])
-        flat = cols.reshape(group, cg * ksize, chunk * length)[:, :, : (j - i) * length]
-        if j - i == 1:
-            np.matmul(wg, flat, out=y[i].reshape(group, m // group, length))
-        else:
-            y[i:j] = np.moveaxis(np.matmul(wg, flat).reshape(m, j - i, *out), 1, 0)
+    row_axis = (slice(None),) * (1 + len(k_shape))
+    for i in range(n):
+        yi = y[i].reshape(group, m // group, length)
+        for r0 in range(0, out[0], rows):
+            r1 = min(out[0], r0 + rows)
+            np.copyto(cols[row_axis + (slice(0, r1 - r0),)], win[i][row_axis + (slice(r0, r1),)])
+            flat = cols.reshape(group, cg * ksize, rows * inner)[:, :, : (r1 - r0) * inner]
+            np.matmul(wg, flat, out=yi[:, :, r0 * inner:r1 * inner])
     return y
 
 
