@@ -153,3 +153,56 @@ def test_qlinear_average_pool(attrs):
     feeds = {"X": q8(1, 3, 7, 6), "xs": scalar(0.05), "xz": scalar(100, np.uint8), "ys": scalar(0.03),
              "yz": scalar(120, np.uint8)}
     ort_check_quantized("QLinearAveragePool", feeds, ["Y"], 2, **attrs)
+
+
+@pytest.mark.parametrize("zps", [False, True])
+def test_matmul_integer_to_float_and_dynamic_quantize_matmul(zps):
+    a, b = q8(2, 3, 4), q8(4, 5, dtype=np.int8)
+    feeds = {"A": a, "B": b, "a_scale": scalar(0.02), "b_scale": (RNG.random(5) * 0.1).astype(np.float32)}
+    if zps:
+        feeds.update(a_zero_point=scalar(120, np.uint8), b_zero_point=q8(5, dtype=np.int8),
+                     bias=rand(5))
+    ort_check("MatMulIntegerToFloat", feeds, ["Y"], 1, rtol=1e-5, atol=1e-4)
+    feeds = {"A": rand(2, 3, 4), "B": b, "b_scale": scalar(0.03)}
+    if zps:
+        feeds.update(b_zero_point=scalar(3, np.int8), bias=rand(5))
+    ort_check("DynamicQuantizeMatMul", feeds, ["Y"], 1, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("quantized_output", [False, True])
+@pytest.mark.parametrize("trans", [(0, 0), (1, 1)])
+def test_qgemm(quantized_output, trans):
+    ta, tb = trans
+    a = q8(4, 3) if ta else q8(3, 4)
+    b = q8(5, 4, dtype=np.int8) if tb else q8(4, 5, dtype=np.int8)
+    feeds = {"A": a, "a_scale": scalar(0.02), "a_zero_point": scalar(110, np.uint8), "B": b,
+             "b_scale": scalar(0.03), "b_zero_point": scalar(0, np.int8),
+             "C": RNG.integers(-300, 300, 5).astype(np.int32)}
+    if quantized_output:
+        feeds.update(y_scale=scalar(0.1), y_zero_point=scalar(128, np.uint8))
+        ort_check_quantized("QGemm", feeds, ["Y"], 2, alpha=0.8, transA=ta, transB=tb)
+    else:
+        ort_check("QGemm", feeds, ["Y"], 1, atol=1e-4, alpha=0.8, transA=ta, transB=tb)
+
+
+@pytest.mark.parametrize("bits, zero", [(4, None), (4, "packed"), (8, "packed"), (2, None), (4, "float")])
+def test_matmul_nbits(bits, zero):
+    n, k, block = 6, 40, 16
+    blocks = -(-k // block)
+    per_byte = 8 // bits
+    weights = RNG.integers(0, 1 << bits, (n, blocks, block)).astype(np.uint8)
+    packed = np.zeros((n, blocks, block // per_byte), np.uint8)
+    for i in range(per_byte):
+        packed |= weights[:, :, i::per_byte] << np.uint8(i * bits)
+    feeds = {"A": rand(2, 3, k), "B": packed, "scales": (RNG.random(n * blocks) * 0.1).astype(np.float32)}
+    if zero == "packed":
+        zp = RNG.integers(0, 1 << bits, (n, blocks)).astype(np.uint8)
+        bytes_per_row = -(-blocks // per_byte)
+        zp = np.pad(zp, [(0, 0), (0, bytes_per_row * per_byte - blocks)])
+        packed_zp = np.zeros((n, bytes_per_row), np.uint8)
+        for i in range(per_byte):
+            packed_zp |= zp[:, i::per_byte] << np.uint8(i * bits)
+        feeds["zero_points"] = packed_zp.reshape(-1)
+    elif zero == "float":
+        feeds["zero_points"] = (RNG.random(n * blocks) * 15).astype(np.float32)
+    ort_check("MatMulNBits", feeds, ["Y"], 1, rtol=1e-4, atol=1e-4, K=k, N=n, bits=bits, block_size=block)

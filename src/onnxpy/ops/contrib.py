@@ -289,3 +289,83 @@ def _ceil_extra(size: int, begin: int, end: int, k: int, s: int) -> int:
     if (out - 1) * s >= size + begin:
         out -= 1
     return max(0, (out - 1) * s + k - padded)
+
+
+def _centered(q: np.ndarray, zero_point: np.ndarray | None) -> np.ndarray:
+    """``q - zero_point`` in float64 (exact for 8-bit data); a 1-D zero point runs along the last axis."""
+    return q.astype(np.float64) - (0 if zero_point is None else zero_point.astype(np.float64))
+
+
+def _scaled_matmul(a: np.ndarray, b: np.ndarray, scale: np.ndarray, bias: np.ndarray | None,
+                   dtype: np.dtype) -> np.ndarray:
+    """``(a @ b) * scale (+ bias)`` as ``dtype``, the integer product exact and the scaling in float32."""
+    y = np.matmul(a, b).astype(np.float32) * scale.astype(np.float32)
+    if bias is not None:
+        y = y + bias.astype(np.float32)
+    return y.astype(dtype)
+
+
+@kernel("MatMulIntegerToFloat", since=1, domain=MS)
+def matmul_integer_to_float(A, B, a_scale, b_scale, a_zero_point=None, b_zero_point=None, bias=None):
+    """``(A - a_zp) @ (B - b_zp) * a_scale * b_scale + bias`` in the scales' float type."""
+    return _scaled_matmul(_centered(A, a_zero_point), _centered(B, b_zero_point), a_scale * b_scale, bias,
+                          a_scale.dtype)
+
+
+@kernel("DynamicQuantizeMatMul", since=1, domain=MS)
+def dynamic_quantize_matmul(A, B, b_scale, b_zero_point=None, bias=None):
+    """MatMul of ``A`` quantized on the fly to uint8 (DynamicQuantizeLinear) with quantized ``B``."""
+    a, a_scale, a_zero_point = dynamic_quantize_linear(A)
+    return _scaled_matmul(_centered(a, a_zero_point), _centered(B, b_zero_point), a_scale * b_scale, bias,
+                          A.dtype)
+
+
+@kernel("QGemm", since=1, domain=MS)
+def qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None, y_zero_point=None, *,
+          alpha=1.0, transA=0, transB=0):
+    """Quantized Gemm: ``alpha * a_scale * b_scale * (A' @ B' + C)`` with int32 ``C``, float32
+    output without ``y_scale``, else requantized."""
+    a = _centered(A, a_zero_point)
+    b = B.astype(np.float64) - (0 if b_zero_point is None else
+                                b_zero_point.astype(np.float64).reshape(-1, 1 if transB else -1)
+                                if b_zero_point.size > 1 else b_zero_point.astype(np.float64))
+    acc = np.matmul(a.T if transA else a, b.T if transB else b)
+    if C is not None:
+        acc = acc + C.astype(np.float64)
+    y = acc.astype(np.float32) * (np.float32(alpha) * a_scale.astype(np.float32) * b_scale.astype(np.float32))
+    if y_scale is None:
+        return y
+    return _q(y, y_scale, y_zero_point, A)
+
+
+def _unpack_bits(packed: np.ndarray, bits: int) -> np.ndarray:
+    """Unsigned ``bits``-wide fields of uint8 bytes, least significant first, along a new last axis."""
+    shifts = np.arange(0, 8, bits, dtype=np.uint8)
+    return ((packed[..., None] >> shifts) & np.uint8((1 << bits) - 1)).reshape(*packed.shape[:-1], -1)
+
+
+@kernel("MatMulNBits", since=1, domain=MS)
+def matmul_nbits(A, B, scales, zero_points=None, g_idx=None, bias=None, *, K, N, accuracy_level=0, bits=4,
+                 block_size, weight_prepacked=0):
+    """``A @ dequant(B)^T``: B holds N rows of K ``bits``-wide weights in blocks of ``block_size``,
+    each block with a scale and a (packed uint8, or float) zero point, default ``2**(bits-1)``."""
+    if weight_prepacked:
+        raise ValueError("MatMulNBits with weight_prepacked=1 holds an onnxruntime-internal layout")
+    blocks = -(-K // block_size)
+    q = _unpack_bits(B.reshape(N, blocks, -1), bits).astype(np.float32)[:, :, :block_size]
+    scale = scales.reshape(N, blocks, 1).astype(np.float32)
+    if zero_points is None:
+        zero = np.float32(1 << (bits - 1))
+    elif zero_points.dtype == np.uint8:
+        zero = _unpack_bits(zero_points.reshape(N, -1), bits)[:, :blocks, None].astype(np.float32)
+    else:
+        zero = zero_points.reshape(N, blocks, 1).astype(np.float32)
+    if g_idx is not None and g_idx.size == K:
+        # act-order: column k uses the scale/zero point of block g_idx[k]
+        deq = (q.reshape(N, -1)[:, :K] - np.broadcast_to(zero, (N, blocks, 1))[:, g_idx, 0]) * scale[:, g_idx, 0]
+    else:
+        deq = ((q - zero) * scale).reshape(N, -1)[:, :K]
+    y = np.matmul(A.astype(np.float32), deq.T)
+    if bias is not None:
+        y = y + bias.astype(np.float32)
+    return y.astype(A.dtype)
