@@ -86,7 +86,7 @@ LESS_THAN_LIMIT = helper.make_node("Less", ["s_out", "limit"], ["c_out"])
 
 @pytest.mark.parametrize("opset", [11, 13, 16, 19, 21])
 @pytest.mark.parametrize("trip, cond, body_cond", [
-    (4, None, helper.make_node("Less", ["s_out", "minus"], ["c_out"])),  # M only: the body's False is ignored
+    (4, None, helper.make_node("Less", ["s_out", "minus"], ["c_out"])),  # M only: stops on the body's False
     (None, True, LESS_THAN_LIMIT),                                # while loop
     (6, True, LESS_THAN_LIMIT),                                   # trip count and early exit
     (2, True, LESS_THAN_LIMIT),                                   # trip count first

@@ -27,7 +27,9 @@ def loop(M, cond, *v_initial, body, ctx):
     graph_outputs = ctx.node.attributes["body"].outputs[1 + n:]
     collected: list[list[Any]] = [[] for _ in graph_outputs]
     i = 0
-    # Without M and cond the spec's loop only ends when cond turns false, as onnxruntime does.
+    # As in onnxruntime, the body's condition output always counts: the spec ignores it when the
+    # cond input is omitted (https://onnx.ai/onnx/operators/onnx__Loop.html), which would make a
+    # loop with neither M nor cond endless.
     while keep_going and (trip_count is None or i < trip_count):
         outs = body(np.asarray(i, dtype=np.int64), np.asarray(keep_going), *carried)
         keep_going = _truth(outs[0], "Loop body condition output")

@@ -200,7 +200,8 @@ def _recurrent(cell: Cell, n_gates: int, default_acts: list[str], X, W, R, B, se
     for d in range(num_dir):
         backward = direction == "reverse" or d == 1
         wb, rb = (np.zeros(n_gates * hidden, dt),) * 2 if B is None else np.split(B[d].astype(dt), 2)
-        xw = (x[rev, cols] if backward else x) @ W[d].astype(dt).T + wb
+        xd = x[rev, cols] if backward else x
+        xw = (xd.reshape(seq_len * batch, -1) @ W[d].astype(dt).T + wb).reshape(seq_len, batch, -1)
         r_t = np.ascontiguousarray(R[d].astype(dt).T)
         p = None if P is None else P[d].astype(dt)
         states = [np.zeros((batch, hidden), dt) if s is None else s[d].astype(dt) for s in initial]
@@ -219,8 +220,8 @@ def _recurrent(cell: Cell, n_gates: int, default_acts: list[str], X, W, R, B, se
         for acc, s in zip(finals, states):
             acc[d] = s
     if layout:
-        return (y.transpose(2, 0, 1, 3).astype(out_dtype), *(s.transpose(1, 0, 2).astype(out_dtype) for s in finals))
-    return (y.astype(out_dtype, copy=False), *(s.astype(out_dtype, copy=False) for s in finals))
+        y, finals = y.transpose(2, 0, 1, 3), [s.transpose(1, 0, 2) for s in finals]
+    return tuple(np.ascontiguousarray(v, dtype=out_dtype) for v in (y, *finals))
 
 
 def _activations(names: Sequence[str], per_dir: int, num_dir: int, alphas, betas, dt) -> list[list[Activation]]:
