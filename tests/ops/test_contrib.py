@@ -206,3 +206,75 @@ def test_matmul_nbits(bits, zero):
     elif zero == "float":
         feeds["zero_points"] = (RNG.random(n * blocks) * 15).astype(np.float32)
     ort_check("MatMulNBits", feeds, ["Y"], 1, rtol=1e-4, atol=1e-4, K=k, N=n, bits=bits, block_size=block)
+
+
+@pytest.mark.parametrize("interleaved", [0, 1])
+@pytest.mark.parametrize("layout", ["3d", "4d", "offset", "partial"])
+def test_rotary_embedding(interleaved, layout):
+    b, n, s, d = 2, 3, 5, 8
+    x = rand(b, n, s, d) if layout == "4d" else rand(b, s, n * d)
+    pos = np.array([2], np.int64) if layout == "offset" else RNG.integers(0, 10, (b, s)).astype(np.int64)
+    half = (4 if layout == "partial" else d) // 2
+    feeds = {"input": x, "position_ids": pos, "cos_cache": rand(12, half), "sin_cache": rand(12, half)}
+    attrs = {"num_heads": n, "rotary_embedding_dim": 4} if layout == "partial" else {}
+    ort_check("RotaryEmbedding", feeds, ["Y"], 1, interleaved=interleaved, **attrs)
+
+
+@pytest.mark.parametrize("case", ["plain", "bias_mask", "unidirectional_past", "bnsh_kv", "lengths"])
+def test_multi_head_attention(case):
+    b, s, l, n, h = 2, 3, 4, 2, 4
+    d = n * h
+    feeds = {"query": rand(b, s, d), "key": rand(b, l, d), "value": rand(b, l, d)}
+    outputs, attrs = ["Y"], {"num_heads": n}
+    if case == "bias_mask":
+        feeds.update(bias=rand(3 * d), key_padding_mask=np.array([[1, 1, 0, 1], [1, 1, 1, 0]], np.int32),
+                     attention_bias=rand(1, n, s, l))
+    elif case == "unidirectional_past":
+        feeds = {"query": rand(b, s, d), "key": rand(b, s, d), "value": rand(b, s, d), "bias": rand(3 * d),
+                 "key_padding_mask": np.ones((b, s + 2), np.int32), "attention_bias": rand(b, n, s, s + 2),
+                 "past_key": rand(b, n, 2, h), "past_value": rand(b, n, 2, h)}
+        outputs = ["Y", "present_key", "present_value"]
+        attrs["unidirectional"] = 1
+        attrs["scale"] = 0.3
+    elif case == "bnsh_kv":
+        feeds = {"query": rand(b, s, d), "key": rand(b, n, l, h), "value": rand(b, n, l, h)}
+    elif case == "lengths":
+        feeds.update(bias=None)
+        feeds = {"query": feeds["query"], "key": feeds["key"], "value": feeds["value"], "bias": rand(3 * d),
+                 "key_padding_mask": np.array([2, 4], np.int32)}
+    ort_check("MultiHeadAttention", feeds, outputs, 1, **attrs)
+
+
+@pytest.mark.parametrize("case", ["plain", "mask_2d", "lengths", "unidirectional_past", "qkv_sizes"])
+def test_contrib_attention(case):
+    b, s, n, h = 2, 3, 2, 4
+    d = n * h
+    feeds = {"input": rand(b, s, d), "weights": rand(d, 3 * d, scale=0.3), "bias": rand(3 * d)}
+    outputs, attrs = ["Y"], {"num_heads": n}
+    if case == "mask_2d":
+        feeds["mask_index"] = np.array([[1, 1, 0], [1, 1, 1]], np.int32)
+    elif case == "lengths":
+        feeds["mask_index"] = np.array([2, 3], np.int32)
+    elif case == "unidirectional_past":
+        feeds.update(mask_index=np.ones((b, s + 2), np.int32), past=rand(2, b, n, 2, h))
+        outputs, attrs["unidirectional"] = ["Y", "present"], 1
+    elif case == "qkv_sizes":
+        feeds = {"input": rand(b, s, d), "weights": rand(d, 2 * d + 4, scale=0.3), "bias": rand(2 * d + 4)}
+        attrs["qkv_hidden_sizes"] = [d, d, 4]
+    ort_check("Attention", feeds, outputs, 1, **attrs)
+
+
+def test_multi_head_attention_packed_layouts():
+    # onnxruntime's CPU kernel rejects packed QKV/KV: compare with plain softmax attention in numpy
+    b, s, n, h = 2, 3, 2, 4
+    qkv = rand(b, s, n, 3, h)
+    q, k, v = (qkv[:, :, :, i].transpose(0, 2, 1, 3).astype(np.float64) for i in range(3))
+    logits = q @ k.swapaxes(-1, -2) / np.sqrt(h)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    y = (p / p.sum(-1, keepdims=True) @ v).transpose(0, 2, 1, 3).reshape(b, s, n * h)
+    model = node_model("MultiHeadAttention", {"query": qkv}, ["Y"], opset=1, domain=MS, num_heads=n)
+    check(model, {"query": qkv}, expected=[y.astype(np.float32)], atol=1e-5)
+    kv = np.stack([k, v], axis=3).transpose(0, 2, 1, 3, 4).astype(np.float32)
+    feeds = {"query": q.transpose(0, 2, 1, 3).reshape(b, s, n * h).astype(np.float32), "key": kv}
+    model = node_model("MultiHeadAttention", feeds, ["Y"], opset=1, domain=MS, num_heads=n)
+    check(model, feeds, expected=[y.astype(np.float32)], atol=1e-5)

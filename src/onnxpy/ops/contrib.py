@@ -369,3 +369,171 @@ def matmul_nbits(A, B, scales, zero_points=None, g_idx=None, bias=None, *, K, N,
     if bias is not None:
         y = y + bias.astype(np.float32)
     return y.astype(A.dtype)
+
+
+def _rotary(x: np.ndarray, cos_cache: np.ndarray, sin_cache: np.ndarray, positions: np.ndarray, *,
+            interleaved: int, rotary_dim: int = 0) -> np.ndarray:
+    """Rotary embedding of (B, N, S, D) ``x`` at (B, S) ``positions`` over the first ``rotary_dim``
+    (default: ``2 * cos_cache.shape[-1]``) features."""
+    dim = rotary_dim or 2 * cos_cache.shape[-1]
+    cos = cos_cache[positions][:, None, :, : dim // 2].astype(x.dtype)
+    sin = sin_cache[positions][:, None, :, : dim // 2].astype(x.dtype)
+    return np.concatenate([rotate(x[..., :dim], cos, sin, interleaved=interleaved), x[..., dim:]], axis=-1)
+
+
+def _positions(position_ids: np.ndarray, batch: int, seq: int) -> np.ndarray:
+    """(B, S) positions: a single value is the offset of ``arange(seq)`` for every batch."""
+    if position_ids.size == 1:
+        return np.broadcast_to(position_ids.reshape(()) + np.arange(seq), (batch, seq))
+    return np.broadcast_to(position_ids, (batch, seq))
+
+
+@kernel("RotaryEmbedding", since=1, domain=MS)
+def rotary_embedding(input, position_ids, cos_cache, sin_cache, *, interleaved=0, is_packed_batching=0,
+                     num_heads=0, rotary_embedding_dim=0, scale=1.0):
+    """Rotary embedding of (B, S, N*D) or (B, N, S, D) input; ``position_ids`` is (B, S) or an offset."""
+    if input.ndim == 3:
+        heads = num_heads or input.shape[2] // (2 * cos_cache.shape[-1])
+        if rotary_embedding_dim and not num_heads:
+            raise ValueError("RotaryEmbedding with rotary_embedding_dim on a 3-D input needs num_heads")
+        x = input.reshape(input.shape[0], input.shape[1], heads, -1).transpose(0, 2, 1, 3)
+    else:
+        x = input
+    y = _rotary(x, cos_cache, sin_cache, _positions(position_ids, x.shape[0], x.shape[2]),
+                interleaved=interleaved, rotary_dim=rotary_embedding_dim)
+    return y.transpose(0, 2, 1, 3).reshape(input.shape) if input.ndim == 3 else y
+
+
+def _heads(x: np.ndarray, num_heads: int) -> np.ndarray:
+    """(B, S, N*H) -> (B, N, S, H)."""
+    b, s, hidden = x.shape
+    return x.reshape(b, s, num_heads, hidden // num_heads).transpose(0, 2, 1, 3)
+
+
+def _merge_heads(x: np.ndarray) -> np.ndarray:
+    """(B, N, S, H) -> (B, S, N*H)."""
+    b, n, s, h = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(b, s, n * h)
+
+
+def _sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, scale: float, bias: np.ndarray | None = None,
+          softcap: float = 0.0, smooth: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Attention of (B, N, S, H) queries over (B, Nkv, T, H) keys/values, the N heads grouped over
+    the Nkv ones, in float32: ``(softmax(q k^T * scale [softcapped] + bias) v, scaled q k^T)``;
+    ``smooth`` adds an implicit zero logit to each softmax row."""
+    b, n, s, h = q.shape
+    nkv, t = k.shape[1], k.shape[2]
+    qg = _work(q).reshape(b, nkv, n // nkv, s, h)
+    scores = np.matmul(qg, _work(k).swapaxes(-1, -2)[:, :, None]).reshape(b, n, s, t) * np.float32(scale)
+    logits = np.float32(softcap) * np.tanh(scores / np.float32(softcap)) if softcap > 0 else scores
+    if bias is not None:
+        logits = logits + bias
+    if smooth:
+        peak = np.maximum(logits.max(axis=-1, keepdims=True), 0)
+        e = np.exp(logits - peak)
+        probs = e / (e.sum(axis=-1, keepdims=True) + np.exp(-peak))
+    else:
+        probs = softmax(logits)
+    y = np.matmul(probs.reshape(b, nkv, n // nkv, s, t), _work(v)[:, :, None]).reshape(b, n, s, -1)
+    return y.astype(q.dtype), scores
+
+
+def _causal_bias(s: int, t: int, past: int, fill: float, window: int = -1) -> np.ndarray:
+    """(S, T) additive mask: query i (absolute position past + i) sees key j iff j <= past + i and,
+    with a window, past + i - j < window."""
+    diff = past + np.arange(s)[:, None] - np.arange(t)
+    allowed = diff >= 0
+    if window >= 0:
+        allowed &= diff < window
+    return np.where(allowed, np.float32(0), np.float32(fill))
+
+
+def _key_padding_bias(mask: np.ndarray, batch: int, s: int, t: int, fill: float) -> np.ndarray:
+    """(B, 1, S or 1, T) additive bias from onnxruntime's key padding / mask_index forms: (B) valid
+    lengths, (2B) end and start positions, (B, T) 0/1, (B, S, T) 0/1, or (B, 1, M, M) 0/1."""
+    keys = np.arange(t)
+    if mask.ndim == 1 and mask.size == batch:
+        keep = keys < mask[:, None]
+    elif mask.ndim == 1 and mask.size == 2 * batch:
+        keep = (keys < mask[:batch, None]) & (keys >= mask[batch:, None])
+    elif mask.ndim == 2:
+        keep = mask[:, -t:] != 0
+    elif mask.ndim == 3:
+        return np.where(mask[:, None, :, -t:] != 0, np.float32(0), np.float32(fill))
+    elif mask.ndim == 4:
+        return np.where(mask[:, :, -s:, -t:] != 0, np.float32(0), np.float32(fill))
+    else:
+        raise ValueError(f"unsupported attention mask shape {mask.shape}")
+    return np.where(keep, np.float32(0), np.float32(fill))[:, None, None, :]
+
+
+def _add_bias(total, extra):
+    return extra if total is None else total + extra
+
+
+@kernel("MultiHeadAttention", since=1, domain=MS)
+def multi_head_attention(query, key=None, value=None, bias=None, key_padding_mask=None, attention_bias=None,
+                         past_key=None, past_value=None, past_sequence_length=None, cache_indirection=None, *,
+                         mask_filter_value=-10000.0, num_heads, scale=0.0, unidirectional=0, ctx):
+    """Multi-head attention on projected Q/K/V (B, S, D), packed QKV (B, S, N, 3, H), packed KV
+    (B, L, N, 2, H) or BNSH key/value; optional projection bias, key padding mask, attention
+    bias and past key/value cache."""
+    if cache_indirection is not None:
+        raise ValueError("MultiHeadAttention with cache_indirection (beam search) is not supported")
+    if query.ndim == 5:
+        q, k, v = (query[:, :, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    else:
+        d = query.shape[-1]
+        q = _heads(query if bias is None else query + bias[:d], num_heads)
+        if key.ndim == 5:
+            k, v = (key[:, :, :, i].transpose(0, 2, 1, 3) for i in range(2))
+        elif key.ndim == 4:
+            k, v = key, value
+        else:
+            dk = key.shape[-1]
+            k = _heads(key if bias is None else key + bias[d:d + dk], num_heads)
+            v = _heads(value if bias is None else value + bias[d + dk:], num_heads)
+    if past_key is not None:
+        k, v = np.concatenate([past_key, k], axis=2), np.concatenate([past_value, v], axis=2)
+    b, _, s, h = q.shape
+    t = k.shape[2]
+    mask = None
+    if key_padding_mask is not None:
+        mask = _key_padding_bias(key_padding_mask, b, s, t, mask_filter_value)
+    if unidirectional:
+        mask = _add_bias(mask, _causal_bias(s, t, t - s, mask_filter_value))
+    if attention_bias is not None:
+        mask = _add_bias(mask, attention_bias.astype(np.float32))
+    y, scores = _sdpa(q, k, v, scale=scale or 1 / np.sqrt(h), bias=mask)
+    return (_merge_heads(y), k, v, scores.astype(query.dtype))[: max(ctx.num_outputs, 1)]
+
+
+@kernel("Attention", since=1, domain=MS)
+def attention(input, weights, bias=None, mask_index=None, past=None, attention_bias=None,
+              past_sequence_length=None, *, do_rotary=0, mask_filter_value=-10000.0, num_heads,
+              past_present_share_buffer=0, qkv_hidden_sizes=None, rotary_embedding_dim=0, scale=0.0,
+              unidirectional=0, ctx):
+    """BERT/GPT-2 style self-attention with the Q/K/V projection fused in (``weights``, ``bias``),
+    ``mask_index`` in any onnxruntime form and a stacked (2, B, N, P, H) ``past``/``present``."""
+    if do_rotary or past_present_share_buffer:
+        raise ValueError("contrib Attention with do_rotary or past_present_share_buffer is not supported")
+    hidden = weights.shape[1] // 3
+    sizes = list(qkv_hidden_sizes or [hidden, hidden, weights.shape[1] - 2 * hidden])
+    proj = np.matmul(input, weights)
+    if bias is not None:
+        proj = proj + bias
+    q, k, v = (_heads(part, num_heads) for part in np.split(proj, np.cumsum(sizes)[:2], axis=-1))
+    if past is not None:
+        k, v = np.concatenate([past[0], k], axis=2), np.concatenate([past[1], v], axis=2)
+    b, _, s, h = q.shape
+    t = k.shape[2]
+    mask = None
+    if mask_index is not None:
+        mask = _key_padding_bias(mask_index, b, s, t, mask_filter_value)
+    if unidirectional:
+        mask = _add_bias(mask, _causal_bias(s, t, t - s, mask_filter_value))
+    if attention_bias is not None:
+        mask = _add_bias(mask, attention_bias.astype(np.float32))
+    y, _ = _sdpa(q, k, v, scale=scale or 1 / np.sqrt(h), bias=mask)
+    y = _merge_heads(y)
+    return (y, np.stack([k, v])) if ctx.num_outputs > 1 else y
