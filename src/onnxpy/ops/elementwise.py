@@ -472,7 +472,7 @@ _TYPE_NAMES = {ir.dtype_name(ir.dtype_of(code)).upper(): ir.dtype_of(code) for c
 @kernel("Cast", since=1)
 def cast_1(x, *, to):
     """Cast-1: `to` names the type, e.g. "FLOAT"."""
-    if to.upper() not in _TYPE_NAMES:
+    if str(to).upper() not in _TYPE_NAMES:
         raise ValueError(f"unknown type name {to!r} for Cast; expected one of {sorted(_TYPE_NAMES)}")
     return _cast(x, _TYPE_NAMES[to.upper()])
 
