@@ -1,0 +1,273 @@
+"""Each optimization pass alone on the unfused pattern built with onnx.helper: outputs before
+and after agree within 1e-5 and the node count drops (or, where the rewrite is unsafe, nothing
+changes)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxpy import loader, plan as plan_mod
+from onnxpy.executor import execute
+from onnxpy.passes.cse import eliminate_common_subexpressions
+from onnxpy.passes.fuse_activation import fuse_conv_activation
+from onnxpy.passes.fuse_gelu import fuse_gelu
+from onnxpy.passes.fuse_layernorm import fuse_layer_normalization
+from onnxpy.passes.fuse_matmul_add import fuse_matmul_add
+from onnxpy.passes.fuse_swish import fuse_swish
+from onnxpy.passes.shape_folding import fold_shape_subgraphs
+from onnxpy.passes.transpose_reshape import cancel_transposes_reshapes
+from onnxpy.registry import REGISTRY
+
+RNG = np.random.default_rng(0)
+F = TensorProto.FLOAT
+
+
+def _const(name, value):
+    return numpy_helper.from_array(np.asarray(value), name)
+
+
+def _model(nodes, x_shape, y_shape, inits=(), opset=17, y_type=F):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, x_shape)],
+                              [helper.make_tensor_value_info("y", y_type, y_shape)], initializer=list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _run(model, x, registry=REGISTRY):
+    return execute(plan_mod.build(model.graph, model.opset_imports, registry), [x])
+
+
+def _check(proto, pass_fn, feeds, removed=None, registry=REGISTRY):
+    """Run the pass; outputs agree for every feed; returns the rewritten model's op types."""
+    model = loader.from_proto(proto)
+    before = len(model.graph.nodes)
+    assert pass_fn(model, registry) is (removed is not None)
+    for x in feeds:
+        for a, b in zip(_run(loader.from_proto(proto), x, registry), _run(model, x, registry)):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    if removed is not None:
+        assert len(model.graph.nodes) == before - removed
+    return [n.op_type for n in model.graph.nodes], model
+
+
+def _x(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+# 1. common subexpressions
+
+def test_cse_merges_identical_nodes_and_constants():
+    nodes = [helper.make_node("Constant", [], ["c1"], value=_const("v", np.float32(2))),
+             helper.make_node("Constant", [], ["c2"], value=_const("v", np.float32(2))),
+             helper.make_node("Mul", ["x", "c1"], ["m1"]), helper.make_node("Mul", ["x", "c2"], ["m2"]),
+             helper.make_node("LeakyRelu", ["m1"], ["r1"], alpha=0.1), helper.make_node("LeakyRelu", ["m2"], ["r2"], alpha=0.1),
+             helper.make_node("LeakyRelu", ["m2"], ["r3"], alpha=0.2),
+             helper.make_node("Sum", ["r1", "r2", "r3"], ["y"])]
+    ops, _ = _check(_model(nodes, [2, 3], [2, 3]), eliminate_common_subexpressions, [_x(2, 3)], removed=3)
+    assert ops.count("LeakyRelu") == 2 and ops.count("Constant") == 1
+
+
+def test_cse_keeps_random_ops_and_graph_outputs():
+    nodes = [helper.make_node("RandomUniformLike", ["x"], ["a"], seed=1.0),
+             helper.make_node("RandomUniformLike", ["x"], ["b"], seed=1.0), helper.make_node("Add", ["a", "b"], ["y"])]
+    model = loader.from_proto(_model(nodes, [2], [2]))
+    assert eliminate_common_subexpressions(model, REGISTRY) is False
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Relu", ["x"], ["z"])], "g",
+                              [helper.make_tensor_value_info("x", F, [2])],
+                              [helper.make_tensor_value_info(n, F, [2]) for n in "yz"])
+    model = loader.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert eliminate_common_subexpressions(model, REGISTRY) is False
+
+
+# 2. shape subgraphs
+
+def _shape_model(index_or_slice):
+    """y = x + float(selected dims of Shape(x)), x of shape [N, 4, 5]."""
+    return _model([helper.make_node("Shape", ["x"], ["s"]), *index_or_slice,
+                   helper.make_node("Cast", ["d"], ["f"], to=F), helper.make_node("Add", ["x", "f"], ["y"])],
+                  ["N", 4, 5], ["N", 4, 5], [_const("i", np.int64(-2)), _const("i0", np.int64(0)),
+                                             _const("st", [1]), _const("en", [3]), _const("st0", [0])])
+
+
+def test_shape_gather_of_static_dim_folds():
+    gather = [helper.make_node("Gather", ["s", "i"], ["d"])]
+    ops, model = _check(_shape_model(gather), fold_shape_subgraphs, [_x(2, 4, 5), _x(3, 4, 5)], removed=1)
+    assert "Gather" not in ops and model.graph.initializers["d"] == 4
+
+
+def test_shape_slice_of_static_dims_folds():
+    sliced = [helper.make_node("Slice", ["s", "st", "en"], ["d2"]), helper.make_node("ReduceSum", ["d2"], ["d"])]
+    ops, _ = _check(_shape_model(sliced), fold_shape_subgraphs, [_x(2, 4, 5), _x(1, 4, 5)], removed=1)
+    assert "Slice" not in ops
+
+
+def test_shape_partial_static_start_end_folds():
+    nodes = [helper.make_node("Shape", ["x"], ["d2"], start=1), helper.make_node("ReduceProd", ["d2"], ["d"]),
+             helper.make_node("Cast", ["d"], ["f"], to=F), helper.make_node("Add", ["x", "f"], ["y"])]
+    ops, _ = _check(_model(nodes, ["N", 4, 5], ["N", 4, 5]), fold_shape_subgraphs, [_x(2, 4, 5)], removed=1)
+    assert "Shape" not in ops
+
+
+@pytest.mark.parametrize("selection", [[helper.make_node("Gather", ["s", "i0"], ["d"])],
+                                       [helper.make_node("Slice", ["s", "st0", "en"], ["d2"]),
+                                        helper.make_node("ReduceSum", ["d2"], ["d"])]], ids=["gather", "slice"])
+def test_shape_of_symbolic_dim_stays(selection):
+    _check(_shape_model(selection), fold_shape_subgraphs, [_x(2, 4, 5), _x(3, 4, 5)])
+
+
+# 3. transposes, reshapes, squeeze/unsqueeze
+
+def test_transpose_pair_cancels():
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 2, 0]), helper.make_node("Transpose", ["t"], ["u"], perm=[2, 0, 1]),
+             helper.make_node("Relu", ["u"], ["y"])]
+    ops, _ = _check(_model(nodes, [2, 3, 4], [2, 3, 4]), cancel_transposes_reshapes, [_x(2, 3, 4)], removed=2)
+    assert ops == ["Relu"]
+
+
+def test_transpose_pair_composes_default_perm():
+    nodes = [helper.make_node("Transpose", ["x"], ["t"]), helper.make_node("Transpose", ["t"], ["y"], perm=[0, 2, 1])]
+    ops, _ = _check(_model(nodes, [2, 3, 4], [4, 2, 3]), cancel_transposes_reshapes, [_x(2, 3, 4)], removed=1)
+    assert ops == ["Transpose"]
+
+
+def test_reshape_pair_merges_unless_zero():
+    inits = [_const("s1", np.array([6, 4])), _const("s2", np.array([-1, 2, 2]))]
+    nodes = [helper.make_node("Reshape", ["x", "s1"], ["r"]), helper.make_node("Reshape", ["r", "s2"], ["y"])]
+    ops, _ = _check(_model(nodes, [2, 3, 4], [6, 2, 2], inits), cancel_transposes_reshapes, [_x(2, 3, 4)], removed=1)
+    assert ops == ["Reshape"]
+    inits[1] = _const("s2", np.array([0, 2, 2]))
+    _check(_model(nodes, [2, 3, 4], [6, 2, 2], inits), cancel_transposes_reshapes, [_x(2, 3, 4)])
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+@pytest.mark.parametrize("first,second,axes", [("Unsqueeze", "Squeeze", [0, -1]), ("Squeeze", "Unsqueeze", [1])])
+def test_squeeze_unsqueeze_pair_cancels(first, second, axes, opset):
+    shape = [2, 1, 3]
+    inits = [_const("axes", np.array(axes))] if opset >= 13 else []
+    args = {} if opset >= 13 else {"axes": axes}
+    inputs = ["axes"] if opset >= 13 else []
+    nodes = [helper.make_node(first, ["x", *inputs], ["a"], **args), helper.make_node(second, ["a", *inputs], ["b"], **args),
+             helper.make_node("Relu", ["b"], ["y"])]
+    ops, _ = _check(_model(nodes, shape, shape, inits, opset), cancel_transposes_reshapes, [_x(*shape)], removed=2)
+    assert ops == ["Relu"]
+
+
+# 4. MatMul + Add -> Gemm
+
+@pytest.mark.parametrize("bias_shape", [(5,), (1, 5), ()])
+def test_matmul_add_becomes_gemm(bias_shape):
+    inits = [_const("w", _x(4, 5)), _const("b", _x(*bias_shape))]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["b", "m"], ["y"])]
+    ops, _ = _check(_model(nodes, [3, 4], [3, 5], inits), fuse_matmul_add, [_x(3, 4)], removed=1)
+    assert ops == ["Gemm"]
+
+
+def test_matmul_add_stays_for_3d_input():
+    inits = [_const("w", _x(4, 5)), _const("b", _x(5))]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])]
+    _check(_model(nodes, [2, 3, 4], [2, 3, 5], inits), fuse_matmul_add, [_x(2, 3, 4)])
+
+
+# 5. LayerNorm, Gelu, Swish, HardSwish
+
+def _layernorm_nodes(square: str, affine: bool, axes_input: bool):
+    axes = {} if axes_input else {"axes": [-1]}
+    extra = ["axes"] if axes_input else []
+    nodes = [helper.make_node("ReduceMean", ["x", *extra], ["mean"], **axes), helper.make_node("Sub", ["x", "mean"], ["d"]),
+             helper.make_node("Pow", ["d", "two"], ["sq"]) if square == "Pow" else helper.make_node("Mul", ["d", "d"], ["sq"]),
+             helper.make_node("ReduceMean", ["sq", *extra], ["var"], **axes), helper.make_node("Add", ["var", "eps"], ["ve"]),
+             helper.make_node("Sqrt", ["ve"], ["std"]), helper.make_node("Div", ["d", "std"], ["n" if affine else "y"])]
+    if affine:
+        nodes += [helper.make_node("Mul", ["n", "gamma"], ["g"]), helper.make_node("Add", ["g", "beta"], ["y"])]
+    return nodes
+
+
+@pytest.mark.parametrize("square", ["Pow", "Mul"])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("opset", [14, 18])
+def test_layernorm_pattern_fuses(square, affine, opset):
+    inits = [_const("two", np.float32(2)), _const("eps", np.float32(1e-5)), _const("gamma", _x(8)), _const("beta", _x(8)),
+             _const("axes", np.array([-1]))]
+    proto = _model(_layernorm_nodes(square, affine, opset >= 18), ["N", 3, 8], ["N", 3, 8], inits, opset)
+    ops, model = _check(proto, fuse_layer_normalization, [_x(2, 3, 8) * 3 + 1], removed=8 if affine else 6)
+    assert ops == ["LayerNormalization"] and model.graph.nodes[0].opset == (17 if opset < 17 else None)
+
+
+def test_layernorm_pattern_with_shared_mean_stays():
+    inits = [_const("two", np.float32(2)), _const("eps", np.float32(1e-5)), _const("gamma", _x(8)), _const("beta", _x(8))]
+    nodes = _layernorm_nodes("Pow", True, False)
+    nodes[-1] = helper.make_node("Add", ["g", "mean"], ["y"])
+    _check(_model(nodes, ["N", 8], ["N", 8], inits, 14), fuse_layer_normalization, [_x(2, 8)])
+
+
+def _gelu_erf(order):
+    divide = helper.make_node("Div", ["x", "sqrt2"], ["a"]) if order != "mul" else helper.make_node("Mul", ["inv_sqrt2", "x"], ["a"])
+    head = [divide, helper.make_node("Erf", ["a"], ["e"]), helper.make_node("Add", ["e", "one"], ["c"])]
+    if order == "half_first":
+        return head + [helper.make_node("Mul", ["x", "half"], ["h"]), helper.make_node("Mul", ["h", "c"], ["y"])]
+    return head + [helper.make_node("Mul", ["x", "c"], ["h"]), helper.make_node("Mul", ["h", "half"], ["y"])]
+
+
+def _gelu_tanh(cube):
+    if cube == "pow":
+        cubed = [helper.make_node("Pow", ["x", "three"], ["x3"])]
+    else:
+        cubed = [helper.make_node("Mul", ["x", "x"], ["x2"]), helper.make_node("Mul", ["x2", "x"], ["x3"])]
+    return cubed + [
+        helper.make_node("Mul", ["x3", "k1"], ["k1x3"]), helper.make_node("Add", ["x", "k1x3"], ["inner"]),
+        helper.make_node("Mul", ["k0", "inner"], ["t"]), helper.make_node("Tanh", ["t"], ["th"]),
+        helper.make_node("Add", ["one", "th"], ["c"]), helper.make_node("Mul", ["half", "x"], ["h"]),
+        helper.make_node("Mul", ["h", "c"], ["y"])]
+
+
+GELU_CONSTANTS = {"sqrt2": math.sqrt(2), "inv_sqrt2": 1 / math.sqrt(2), "one": 1.0, "half": 0.5, "three": 3.0,
+                  "k0": math.sqrt(2 / math.pi), "k1": 0.044715}
+
+
+@pytest.mark.parametrize("nodes", [_gelu_erf("div"), _gelu_erf("mul"), _gelu_erf("half_first"), _gelu_tanh("pow"),
+                                   _gelu_tanh("mul")], ids=["erf_div", "erf_mul", "erf_half_first", "tanh_pow", "tanh_mul"])
+def test_gelu_pattern_fuses(nodes):
+    inits = [_const(k, np.float32(v)) for k, v in GELU_CONSTANTS.items()]
+    ops, model = _check(_model(nodes, ["N", 6], ["N", 6], inits, 14), fuse_gelu, [_x(3, 6) * 3], removed=len(nodes) - 1)
+    assert ops == ["Gelu"] and model.graph.nodes[0].opset == 20
+    assert model.graph.nodes[0].attributes.get("approximate", "none") == ("tanh" if "Tanh" in [n.op_type for n in nodes] else "none")
+
+
+def test_gelu_with_wrong_constant_stays():
+    inits = [_const(k, np.float32(v)) for k, v in {**GELU_CONSTANTS, "half": 0.6}.items()]
+    _check(_model(_gelu_erf("div"), ["N", 6], ["N", 6], inits, 14), fuse_gelu, [_x(3, 6)])
+
+
+def test_swish_and_hardswish_fuse():
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["x", "s"], ["a"]),
+             helper.make_node("HardSigmoid", ["a"], ["h"], alpha=1 / 6), helper.make_node("Mul", ["h", "a"], ["y"])]
+    ops, model = _check(_model(nodes, [2, 5], [2, 5], opset=13), fuse_swish, [_x(2, 5) * 4], removed=2)
+    assert ops == ["Swish", "HardSwish"] and [n.opset for n in model.graph.nodes] == [24, 14]
+
+
+def test_hardsigmoid_with_other_slope_stays():
+    nodes = [helper.make_node("HardSigmoid", ["x"], ["h"]), helper.make_node("Mul", ["h", "x"], ["y"])]
+    _check(_model(nodes, [2, 5], [2, 5], opset=17), fuse_swish, [_x(2, 5)])
+
+
+# 6. Conv + activation -> com.microsoft FusedConv, only with a kernel
+
+def _conv_activation_model():
+    inits = [_const("w", _x(4, 3, 3, 3)), _const("b", _x(4)), _const("lo", np.float32(0)), _const("hi", np.float32(0.5))]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Clip", ["c", "lo", "hi"], ["y"])]
+    return _model(nodes, [1, 3, 5, 5], [1, 4, 5, 5], inits)
+
+
+def test_conv_activation_needs_a_fused_kernel():
+    registry = REGISTRY.copy()
+    registry._kernels.pop(("com.microsoft", "FusedConv"), None)  # a build without contrib kernels
+    _check(_conv_activation_model(), fuse_conv_activation, [_x(1, 3, 5, 5)], registry=registry)
+
+
+@pytest.mark.skipif(REGISTRY.resolve("com.microsoft", "FusedConv", 1) is None, reason="no FusedConv kernel")
+def test_conv_activation_fuses_with_the_fused_kernel():
+    ops, model = _check(_conv_activation_model(), fuse_conv_activation, [_x(1, 3, 5, 5)], removed=1)
+    assert ops == ["FusedConv"] and model.graph.nodes[0].attributes["activation_params"] == [0.0, 0.5]
