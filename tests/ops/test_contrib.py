@@ -278,3 +278,61 @@ def test_multi_head_attention_packed_layouts():
     feeds = {"query": q.transpose(0, 2, 1, 3).reshape(b, s, n * h).astype(np.float32), "key": kv}
     model = node_model("MultiHeadAttention", feeds, ["Y"], opset=1, domain=MS, num_heads=n)
     check(model, feeds, expected=[y.astype(np.float32)], atol=1e-5)
+
+
+def rotary_cache(max_pos, half):
+    inv = 1 / 10000 ** (np.arange(half) / half)
+    angles = np.arange(max_pos)[:, None] * inv
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+@pytest.mark.parametrize("case", ["prompt", "decode", "rotary_decode", "packed_window_softcap", "smooth",
+                                  "prompt_padded"])
+def test_group_query_attention(case):
+    b, n, nkv, s, past = 2, 4, 2, 3, 5
+    h = 16 if case == "rotary_decode" else 8  # onnxruntime rotates head sizes that are multiples of 16
+    attrs = {"num_heads": n, "kv_num_heads": nkv}
+    if case in ("prompt", "prompt_padded", "packed_window_softcap", "smooth"):
+        past_len = 0
+        lengths = np.array([s, s - 1 if case == "prompt_padded" else s], np.int32)
+    else:
+        s = 1
+        past_len = past
+        lengths = np.array([past + 1, past + 1], np.int32)
+    total = int(lengths.max())
+    feeds = {"query": rand(b, s, n * h), "key": rand(b, s, nkv * h), "value": rand(b, s, nkv * h),
+             "past_key": rand(b, nkv, past_len, h), "past_value": rand(b, nkv, past_len, h),
+             "seqlens_k": lengths - 1, "total_sequence_length": np.array(total, np.int32)}
+    if case == "rotary_decode":
+        cos, sin = rotary_cache(16, h // 2)
+        feeds.update(cos_cache=cos, sin_cache=sin)
+        attrs.update(do_rotary=1)
+    if case == "packed_window_softcap":
+        feeds["query"] = np.concatenate([feeds.pop("query"), feeds.pop("key"), feeds.pop("value")], axis=-1)
+        feeds = {"query": feeds["query"], "key": None, "value": None, **{k: v for k, v in feeds.items()
+                                                                          if k != "query"}}
+        attrs.update(local_window_size=2, softcap=1.5)
+    if case == "smooth":
+        attrs.update(smooth_softmax=1)
+    names = [k for k in feeds]
+    model = node_model("GroupQueryAttention", {k: v for k, v in feeds.items() if v is not None and k != "seqlens_k"
+                                               and k != "total_sequence_length"},
+                       ["Y", "present_key", "present_value"], opset=1, domain=MS,
+                       output_types=dict.fromkeys(["Y", "present_key", "present_value"], 1),
+                       initializers={"seqlens_k": feeds["seqlens_k"],
+                                     "total_sequence_length": feeds["total_sequence_length"]}, **attrs)
+    order = [("" if feeds[k] is None else k) for k in names]
+    model.graph.node[0].input[:] = order
+    runtime_feeds = {k: v for k, v in feeds.items() if v is not None and k not in ("seqlens_k",
+                                                                                   "total_sequence_length")}
+    expected = run_onnxruntime(model, runtime_feeds)
+    if case == "prompt_padded":  # padded query rows are unspecified: compare the valid ones
+        expected[0] = expected[0][:, :s - 1]
+    for level in LEVELS:
+        actual = run_onnxpy(model, runtime_feeds, level)
+        if case == "prompt_padded":
+            actual[0] = actual[0][:, :s - 1]
+            actual[1], actual[2], expected[1], expected[2] = (a[:, :, :s - 1] for a in
+                                                              (actual[1], actual[2], expected[1], expected[2]))
+        for a, e in zip(actual, expected):
+            np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-5)

@@ -417,10 +417,10 @@ def _merge_heads(x: np.ndarray) -> np.ndarray:
 
 
 def _sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, scale: float, bias: np.ndarray | None = None,
-          softcap: float = 0.0, smooth: bool = False) -> tuple[np.ndarray, np.ndarray]:
+          softcap: float = 0.0, sink: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Attention of (B, N, S, H) queries over (B, Nkv, T, H) keys/values, the N heads grouped over
     the Nkv ones, in float32: ``(softmax(q k^T * scale [softcapped] + bias) v, scaled q k^T)``;
-    ``smooth`` adds an implicit zero logit to each softmax row."""
+    ``sink`` (one logit per head) joins each softmax row's denominator only."""
     b, n, s, h = q.shape
     nkv, t = k.shape[1], k.shape[2]
     qg = _work(q).reshape(b, nkv, n // nkv, s, h)
@@ -428,10 +428,11 @@ def _sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, scale: float, bias: np
     logits = np.float32(softcap) * np.tanh(scores / np.float32(softcap)) if softcap > 0 else scores
     if bias is not None:
         logits = logits + bias
-    if smooth:
-        peak = np.maximum(logits.max(axis=-1, keepdims=True), 0)
+    if sink is not None:
+        sink = sink.astype(np.float32).reshape(1, n, 1, 1)
+        peak = np.maximum(logits.max(axis=-1, keepdims=True), sink)
         e = np.exp(logits - peak)
-        probs = e / (e.sum(axis=-1, keepdims=True) + np.exp(-peak))
+        probs = e / (e.sum(axis=-1, keepdims=True) + np.exp(sink - peak))
     else:
         probs = softmax(logits)
     y = np.matmul(probs.reshape(b, nkv, n // nkv, s, t), _work(v)[:, :, None]).reshape(b, n, s, -1)
@@ -537,3 +538,54 @@ def attention(input, weights, bias=None, mask_index=None, past=None, attention_b
     y, _ = _sdpa(q, k, v, scale=scale or 1 / np.sqrt(h), bias=mask)
     y = _merge_heads(y)
     return (y, np.stack([k, v])) if ctx.num_outputs > 1 else y
+
+
+@kernel("GroupQueryAttention", since=1, domain=MS)
+def group_query_attention(query, key=None, value=None, past_key=None, past_value=None, seqlens_k=None,
+                          total_sequence_length=None, cos_cache=None, sin_cache=None, position_ids=None,
+                          attention_bias=None, head_sink=None, k_scale=None, v_scale=None, q_norm_weight=None,
+                          k_norm_weight=None, query_seqlens=None, *, causal=1, do_rotary=0, k_norm_epsilon=None,
+                          k_quant_type="NONE", kv_cache_bit_width=None, kv_num_heads, local_window_size=-1,
+                          num_heads, q_norm_epsilon=None, qk_norm_epsilon=1e-6, qk_output=0,
+                          rotary_interleaved=0, scale=0.0, sliding_window_cache=0, smooth_softmax=-1,
+                          softcap=0.0, v_quant_type="NONE", ctx):
+    """Causal grouped-query attention with a (B, Nkv, P, H) KV cache filled up to ``seqlens_k + 1``
+    tokens per batch row, optional rotary embedding, local window, softcap and attention sinks."""
+    if k_quant_type != "NONE" or v_quant_type != "NONE" or q_norm_weight is not None or query_seqlens is not None:
+        raise ValueError("GroupQueryAttention with a quantized KV cache, QK norm or query_seqlens is not supported")
+    if key is None:
+        head = query.shape[-1] // (num_heads + 2 * kv_num_heads)
+        query, key, value = np.split(query, [num_heads * head, (num_heads + kv_num_heads) * head], axis=-1)
+    q, k, v = _heads(query, num_heads), _heads(key, kv_num_heads), _heads(value, kv_num_heads)
+    b, _, s, h = q.shape
+    total = int(np.asarray(total_sequence_length).reshape(()))
+    valid = seqlens_k.astype(np.int64).reshape(b) + 1
+    first_prompt = past_key is None or (s == total and past_key.shape[2] == 0)
+    past_len = np.zeros(b, np.int64) if first_prompt else valid - s
+    if do_rotary:
+        positions = position_ids if position_ids is not None else past_len[:, None] + np.arange(s)
+        q = _rotary(q, cos_cache, sin_cache, positions, interleaved=rotary_interleaved)
+        k = _rotary(k, cos_cache, sin_cache, positions, interleaved=rotary_interleaved)
+    cache = 0 if past_key is None else past_key.shape[2]
+    present_k = np.zeros((b, kv_num_heads, max(cache, total), h), k.dtype)
+    present_v = np.zeros((b, kv_num_heads, max(cache, total), v.shape[-1]), v.dtype)
+    if past_key is not None:
+        present_k[:, :, :cache], present_v[:, :, :cache] = past_key, past_value
+    outputs, scores = [], []
+    for i in range(b):
+        start = int(past_len[i])
+        present_k[i, :, start:start + s], present_v[i, :, start:start + s] = k[i], v[i]
+        t = present_k.shape[2]
+        mask = _causal_bias(s, t, start, -np.inf, local_window_size) if causal else np.zeros((s, t), np.float32)
+        mask = np.where(np.arange(t) < max(int(valid[i]), start + s), mask, np.float32(-np.inf))
+        if attention_bias is not None:
+            mask = mask + attention_bias[i if attention_bias.shape[0] > 1 else 0].astype(np.float32)
+        sink = head_sink if head_sink is not None else (np.zeros(num_heads) if smooth_softmax == 1 else None)
+        y, qk = _sdpa(q[i:i + 1], present_k[i:i + 1], present_v[i:i + 1], scale=scale or 1 / np.sqrt(h),
+                      bias=mask, softcap=softcap, sink=sink)
+        outputs.append(y)
+        scores.append(qk)
+    result = (_merge_heads(np.concatenate(outputs)), present_k, present_v)
+    if ctx.num_outputs > 3:
+        result += (np.concatenate(scores).astype(query.dtype),)
+    return result
