@@ -1,8 +1,9 @@
 """Pooling: MaxPool, AveragePool, LpPool, their global forms, MaxRoiPool and MaxUnpool.
 
-Windowed pools reduce a strided view of the padded input one kernel tap at a time (an in-place
-``maximum``/``add`` over a whole (N, C, *out) slice per tap), which is far faster in numpy than a
-reduction over the kernel axes of the view. Geometry and padding come from ``conv``.
+Max, sum and p-norm windows are separable: the padded input is reduced one spatial axis at a time,
+each tap of that axis an in-place ``maximum``/``add`` over a strided slice, so a k x k window costs
+2(k - 1) whole-array ufunc calls instead of k^2 - 1 (and no slow reduction over a strided window
+view). MaxPool's indices walk the taps of the window view. Geometry and padding come from ``conv``.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from onnxpy.registry import kernel
 
 
 class _Windows:
-    """The windows of one pooling node: geometry, then a strided view of the padded input."""
+    """The windows of one pooling node: geometry and the padded input."""
 
     def __init__(self, x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, fill):
         if x.ndim < 3 or len(kernel_shape) != x.ndim - 2:
@@ -31,34 +32,41 @@ class _Windows:
         # ceil_mode windows may run past the end padding: extend it, without counting it as padding
         self.extra = [max(0, (o - 1) * s + (k - 1) * d + 1 - (i + b + e)) for o, s, k, d, i, b, e in
                       zip(self.out, self.strides, self.kernel, self.dilations, self.in_shape, self.begin, self.end)]
-        ends = [e + extra for e, extra in zip(self.end, self.extra)]
-        self.view = self._view(pad_spatial(x, self.begin, ends, fill))
+        self.padded = pad_spatial(x, self.begin, [e + extra for e, extra in zip(self.end, self.extra)], fill)
 
-    def _view(self, padded: np.ndarray) -> np.ndarray:
-        return windows(padded, self.kernel, self.strides, self.dilations, self.out)
-
-    def taps(self, view: np.ndarray | None = None):
+    def taps(self):
         """The (N, C, *out) slice of each kernel tap, in row-major tap order."""
-        view = self.view if view is None else view
+        view = windows(self.padded, self.kernel, self.strides, self.dilations, self.out)
         for tap in itertools.product(*(range(k) for k in self.kernel)):
             yield view[(slice(None), slice(None)) + tap]
 
-    def reduce(self, op: np.ufunc, view: np.ndarray | None = None) -> np.ndarray:
-        """``op`` folded over the taps into a new (N, C, *out) array."""
-        taps = self.taps(view)
-        acc = next(taps).copy()
-        for t in taps:
-            op(acc, t, out=acc)
+    def reduce(self, op: np.ufunc) -> np.ndarray:
+        """``op`` folded over each window, axis by axis, into a new (N, C, *out) array."""
+        y = self.padded
+        for axis in range(2, y.ndim):
+            y = self._reduce_axis(op, y, axis)
+        return y
+
+    def _reduce_axis(self, op: np.ufunc, y: np.ndarray, axis: int) -> np.ndarray:
+        k, s, d, o = (v[axis - 2] for v in (self.kernel, self.strides, self.dilations, self.out))
+        lead = (slice(None),) * axis
+        taps = [y[lead + (slice(t * d, t * d + (o - 1) * s + 1, s),)] for t in range(k)]
+        acc = taps[0].copy() if k == 1 else op(taps[0], taps[1])
+        for tap in taps[2:]:
+            op(acc, tap, out=acc)
         return acc
 
     def counts(self, include_pad: bool, dtype: np.dtype) -> np.ndarray:
-        """Per output position, how many taps fall on the input (or on input and pads)."""
-        region = [i + b + e for i, b, e in zip(self.in_shape, self.begin, self.end)] if include_pad else self.in_shape
-        ones = np.ones((1, 1, *region), dtype=dtype)
-        lead = [0] * len(region) if include_pad else self.begin
-        trail = [i + b + e + x - r - l for i, b, e, x, r, l in
-                 zip(self.in_shape, self.begin, self.end, self.extra, region, lead)]
-        return self.reduce(np.add, self._view(pad_spatial(ones, lead, trail, 0)))[0, 0]
+        """Per output position (*out), how many taps fall on the input (or on input and pads): the
+        product of the per-axis counts."""
+        total = np.ones((), dtype=dtype)
+        for d, (i, b, e) in enumerate(zip(self.in_shape, self.begin, self.end)):
+            inside = np.zeros(self.padded.shape[2 + d], dtype=dtype)
+            inside[0 if include_pad else b: i + b + e if include_pad else i + b] = 1
+            shape = [1] * (2 + len(self.kernel))
+            shape[2 + d] = -1
+            total = total * self._reduce_axis(np.add, inside.reshape(shape), 2 + d)
+        return total[0, 0]
 
 
 def _max_pool(x, auto_pad, ceil_mode, dilations, kernel_shape, pads, storage_order, strides, with_indices):
