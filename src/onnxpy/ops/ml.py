@@ -106,6 +106,7 @@ _COMPARE = (np.less_equal, np.less, np.greater_equal, np.greater, np.equal, np.n
 # Whether each mode branches true for each ordering of value and split: unordered (NaN), <, ==, >.
 _GOES_TRUE = np.array([[0, 1, 1, 0], [0, 1, 0, 0], [0, 0, 1, 1], [0, 0, 0, 1], [0, 0, 1, 0], [1, 1, 0, 1],
                        [0, 0, 0, 0], [0, 0, 0, 0]], dtype=bool)
+_AGGREGATES = ("AVERAGE", "SUM", "MIN", "MAX")  # TreeEnsemble's enum order
 _CHUNK = 1 << 16  # rows x trees evaluated at once (cache-sized temporaries)
 
 
@@ -319,6 +320,8 @@ def _goes_true(forest: _Forest, idx: np.ndarray, v: np.ndarray, split: np.ndarra
 
 def _tree_scores(forest: _Forest, x: np.ndarray, aggregate: str) -> tuple[np.ndarray, np.ndarray]:
     """Aggregated leaf weights [N, K] (float64; 0 where no leaf weighs in) and whether any did."""
+    if aggregate not in _AGGREGATES:
+        raise ValueError(f"unknown aggregate_function {aggregate!r}: expected one of {list(_AGGREGATES)}")
     work = np.float64 if x.dtype == np.float64 else np.float32
     rows = _rows(x)
     if rows.dtype != work:
@@ -327,9 +330,7 @@ def _tree_scores(forest: _Forest, x: np.ndarray, aggregate: str) -> tuple[np.nda
     n, k = rows.shape[0], forest.n_targets
     if forest.one_weight and k == 1:
         values = _gather(forest.w_value, _gather(forest.w_start, leaves))
-        reduce = {"SUM": np.sum, "AVERAGE": np.sum, "MIN": np.min, "MAX": np.max}.get(aggregate)
-        if reduce is None:
-            raise ValueError(f"unknown aggregate_function {aggregate!r}: expected AVERAGE, SUM, MIN or MAX")
+        reduce = {"MIN": np.min, "MAX": np.max}.get(aggregate, np.sum)
         return reduce(values, axis=1, keepdims=True), np.full((n, 1), leaves.shape[1] > 0)
     leaves = leaves.ravel()
     if forest.one_weight:
@@ -344,8 +345,6 @@ def _tree_scores(forest: _Forest, x: np.ndarray, aggregate: str) -> tuple[np.nda
     has = np.bincount(key, minlength=n * k).reshape(n, k) > 0
     if aggregate in ("SUM", "AVERAGE"):
         return np.bincount(key, weights=value, minlength=n * k).reshape(n, k), has
-    if aggregate not in ("MIN", "MAX"):
-        raise ValueError(f"unknown aggregate_function {aggregate!r}: expected AVERAGE, SUM, MIN or MAX")
     scores = np.full(n * k, np.inf if aggregate == "MIN" else -np.inf)
     (np.minimum if aggregate == "MIN" else np.maximum).at(scores, key, value)
     return np.where(has, scores.reshape(n, k), 0.0), has
@@ -401,7 +400,7 @@ def _binary_trees(scores, has, base, labels, binary_case: bool, all_positive: bo
     extra = -1                       # onnxruntime's write_additional_scores
     if len(base) == 2:
         # With a class-1 score onnxruntime rebuilds both scores from class 0's (base_values[0] unused).
-        s1 = np.where(h1, base[1] + np.where(h0, s0, 0), s1 + base[1])
+        s1 = np.where(h1, base[1] + s0, s1 + base[1])
         s0 = np.where(h1, -s1, s0 + base[0])
     elif len(base) <= 1:
         s0 = s0 + (base[0] if len(base) else 0)
@@ -522,7 +521,7 @@ def tree_ensemble(X, *, aggregate_function=1, leaf_targetids, leaf_weights, memb
                           leaf_weights, tree_roots, membership_values, targets)
 
     out = np.float32 if X.dtype == np.float16 else X.dtype
-    scores = _tree_regression(_prepared(ctx, build), X, ("AVERAGE", "SUM", "MIN", "MAX")[aggregate_function],
+    scores = _tree_regression(_prepared(ctx, build), X, _AGGREGATES[aggregate_function],
                               None, _TRANSFORM_CODES[post_transform], out)
     return scores.astype(X.dtype, copy=False)
 
