@@ -143,3 +143,35 @@ def test_swiglu(dtype):
     y = check(node_model("SwiGLU", feeds, ["Y"], opset=28, alpha=1.7), feeds, expected=[expected.astype(dtype)],
               rtol=1e-3 if dtype == np.float16 else 1e-5)
     assert y[0].dtype == dtype
+
+
+@pytest.mark.parametrize("rule", ["linear", "gated", "delta", "gated_delta"])
+@pytest.mark.parametrize("heads", [(2, 2), (4, 2)])
+def test_linear_attention(rule, heads):
+    hq, hkv = heads
+    b, t, dk, dv = 2, 5, 4, 3
+    feeds = {"query": rand(b, t, hq * dk), "key": rand(b, t, hkv * dk) * 0.3, "value": rand(b, t, hkv * dv),
+             "past_state": rand(b, hkv, dk, dv)}
+    names = ["query", "key", "value", "past_state", "", ""]
+    if rule in ("gated", "gated_delta"):
+        feeds["decay"] = -np.abs(rand(b, t, hkv * dk if rule == "gated" else hkv))
+        names[4] = "decay"
+    if rule in ("delta", "gated_delta"):
+        feeds["beta"] = RNG.random((b, t, 1 if hq == 4 else hkv)).astype(np.float32)
+        names[5] = "beta"
+    model = node_model("LinearAttention", feeds, ["Y", "state"], opset=27, q_num_heads=hq, kv_num_heads=hkv,
+                       update_rule=rule)
+    model.graph.node[0].input[:] = names
+    check(model, feeds, rtol=1e-5, atol=1e-5)
+
+
+def test_linear_attention_fp16_without_past_and_bad_inputs():
+    feeds = {"query": rand(1, 3, 8, dtype=np.float16), "key": rand(1, 3, 8, dtype=np.float16),
+             "value": rand(1, 3, 8, dtype=np.float16)}
+    model = node_model("LinearAttention", feeds, ["Y", "state"], opset=27, q_num_heads=2, kv_num_heads=2,
+                       update_rule="linear", scale=0.5)
+    y = check(model, feeds, rtol=1e-3, atol=1e-3)
+    assert y[0].dtype == y[1].dtype == np.float16
+    bad = node_model("LinearAttention", feeds, ["Y", "state"], opset=27, q_num_heads=2, kv_num_heads=2)
+    with pytest.raises(Exception, match="decay"):
+        run_onnxpy(bad, feeds)

@@ -185,3 +185,50 @@ def swiglu(A, B, *, alpha=1.0):
     a = A.astype(np.float32) if A.dtype != np.float64 else A
     gate = 0.5 * (1 + np.tanh(a.dtype.type(alpha * 0.5) * a))  # sigmoid without exp overflow
     return (a * gate * B.astype(a.dtype)).astype(A.dtype)
+
+
+def _per_head(x: np.ndarray, heads: int) -> np.ndarray:
+    """(B, T, H*D) -> (B, H, T, D) in float32 (the recurrence's precision)."""
+    b, t, hd = x.shape
+    if hd % heads:
+        raise ValueError(f"last dimension {hd} of shape {x.shape} is not divisible by {heads} heads")
+    return x.reshape(b, t, heads, hd // heads).transpose(0, 2, 1, 3).astype(np.float32)
+
+
+@kernel("LinearAttention", since=27)
+def linear_attention(query, key, value, past_state=None, decay=None, beta=None, *, chunk_size=64, kv_num_heads,
+                     q_num_heads, scale=0.0, update_rule="gated_delta"):
+    """Recurrent linear attention (linear, gated, delta or gated-delta state update), token by
+    token; query heads share the state of their key/value head group."""
+    if update_rule not in ("linear", "gated", "delta", "gated_delta"):
+        raise ValueError(f"unknown update_rule {update_rule!r}")
+    gated, delta = update_rule in ("gated", "gated_delta"), update_rule in ("delta", "gated_delta")
+    if gated != (decay is not None) or delta != (beta is not None):
+        raise ValueError(f"update_rule {update_rule!r} needs decay {'given' if gated else 'omitted'} and "
+                         f"beta {'given' if delta else 'omitted'}")
+    if q_num_heads % kv_num_heads:
+        raise ValueError(f"q_num_heads {q_num_heads} is not a multiple of kv_num_heads {kv_num_heads}")
+    b, t, _ = query.shape
+    q = _per_head(query, q_num_heads)
+    k, v = _per_head(key, kv_num_heads), _per_head(value, kv_num_heads)
+    d_k, d_v = k.shape[-1], v.shape[-1]
+    q = q.reshape(b, kv_num_heads, q_num_heads // kv_num_heads, t, d_k)
+    if gated:
+        g = decay.reshape(b, t, kv_num_heads, -1).transpose(0, 2, 1, 3).astype(np.float32)
+        g = np.exp(g)[..., None]  # (B, Hkv, T, 1 or d_k, 1)
+    if delta:
+        rate = beta.reshape(b, t, -1).transpose(0, 2, 1)[..., None].astype(np.float32)  # (B, Hkv or 1, T, 1)
+    state = np.zeros((b, kv_num_heads, d_k, d_v), np.float32) if past_state is None else \
+        past_state.astype(np.float32)
+    out = np.empty((b, kv_num_heads, q.shape[2], t, d_v), np.float32)
+    for i in range(t):
+        if gated:
+            state = state * g[:, :, i]
+        v_i = v[:, :, i]
+        if delta:
+            v_i = rate[:, :, i] * (v_i - np.einsum("bhdm,bhd->bhm", state, k[:, :, i]))
+        state = state + k[:, :, i, :, None] * v_i[:, :, None, :]
+        out[:, :, :, i] = np.matmul(q[:, :, :, i], state)
+    factor = np.float32(scale or 1 / np.sqrt(d_k))
+    y = (out * factor).reshape(b, q_num_heads, t, d_v).transpose(0, 2, 1, 3).reshape(b, t, -1)
+    return y.astype(query.dtype), state.astype(query.dtype if past_state is None else past_state.dtype)
