@@ -177,3 +177,12 @@ def test_unknown_activation_fails():
     model, feeds = case("RNN", 14, activations=["Gelu"])
     with pytest.raises(Exception, match="unknown activation 'Gelu'"):
         run_onnxpy(model, feeds)
+
+
+@pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
+def test_empty_sequence_returns_the_initial_state(op):
+    model, feeds = case(op, 14, direction="bidirectional", initial=True)
+    feeds["X"] = feeds["X"][:0]
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 0
+    states = [feeds["initial_h"]] + ([feeds["initial_c"]] if op == "LSTM" else [])
+    check(model, feeds, expected=[np.zeros((0, 2, BATCH, HIDDEN), np.float32), *states])

@@ -201,7 +201,7 @@ def _recurrent(cell: Cell, n_gates: int, default_acts: list[str], X, W, R, B, se
         backward = direction == "reverse" or d == 1
         wb, rb = (np.zeros(n_gates * hidden, dt),) * 2 if B is None else np.split(B[d].astype(dt), 2)
         xd = x[rev, cols] if backward else x
-        xw = (xd.reshape(seq_len * batch, -1) @ W[d].astype(dt).T + wb).reshape(seq_len, batch, -1)
+        xw = (xd.reshape(seq_len * batch, x.shape[2]) @ W[d].astype(dt).T + wb).reshape(seq_len, batch, len(wb))
         r_t = np.ascontiguousarray(R[d].astype(dt).T)
         p = None if P is None else P[d].astype(dt)
         states = [np.zeros((batch, hidden), dt) if s is None else s[d].astype(dt) for s in initial]
