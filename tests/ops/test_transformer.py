@@ -175,3 +175,24 @@ def test_linear_attention_fp16_without_past_and_bad_inputs():
     bad = node_model("LinearAttention", feeds, ["Y", "state"], opset=27, q_num_heads=2, kv_num_heads=2)
     with pytest.raises(Exception, match="decay"):
         run_onnxpy(bad, feeds)
+
+
+def _mod_graph(op_type, constant):
+    from onnx import TensorProto, helper, numpy_helper
+
+    node = helper.make_node(op_type, ["x", "c"], ["y"])
+    return helper.make_graph([node], "mod", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                             initializer=[numpy_helper.from_array(np.asarray(constant, np.float32), "c")])
+
+
+@pytest.mark.parametrize("mods", [{}, {"score_mod": ("Add", "causal")}, {"prob_mod": ("Mul", 2.0)}])
+def test_flex_attention(mods):
+    q, k, v = rand(1, 4, 3, 8), rand(1, 2, 3, 8), rand(1, 2, 3, 5)
+    causal = np.where(np.arange(3) <= np.arange(3)[:, None], 0, -np.inf).astype(np.float32)
+    attrs = {name: _mod_graph(op, causal if c == "causal" else c) for name, (op, c) in mods.items()}
+    feeds = {"Q": q, "K": k, "V": v}
+    model = node_model("FlexAttention", feeds, ["Y"], opset=1, domain="ai.onnx.preview", scale=0.25, **attrs)
+    bias = causal if "score_mod" in mods else None
+    expected = sdpa(q, k, v, bias, scale=0.25) * (2.0 if "prob_mod" in mods else 1.0)
+    check(model, feeds, expected=[expected.astype(np.float32)], atol=1e-5)

@@ -232,3 +232,28 @@ def linear_attention(query, key, value, past_state=None, decay=None, beta=None, 
     factor = np.float32(scale or 1 / np.sqrt(d_k))
     y = (out * factor).reshape(b, q_num_heads, t, d_v).transpose(0, 2, 1, 3).reshape(b, t, -1)
     return y.astype(query.dtype), state.astype(query.dtype if past_state is None else past_state.dtype)
+
+
+@kernel("FlexAttention", since=1, domain="ai.onnx.preview")
+def flex_attention(Q, K, V, *, prob_mod=None, scale=None, score_mod=None, softmax_precision=None):
+    """Scaled dot-product attention with optional ``score_mod``/``prob_mod`` subgraphs applied to
+    the (B, Hq, L, S) scores and probabilities, in ``softmax_precision`` (float32, or float64 for
+    double inputs, by default)."""
+    if Q.ndim != 4 or K.ndim != 4 or V.ndim != 4:
+        raise ValueError(f"FlexAttention needs rank-4 Q, K, V, got {Q.shape}, {K.shape}, {V.shape}")
+    b, heads, length, head_size = Q.shape
+    kv_heads = K.shape[1]
+    if heads % kv_heads:
+        raise ValueError(f"{heads} query heads cannot be grouped over {kv_heads} key/value heads")
+    dtype = ir.dtype_of(softmax_precision) if softmax_precision else \
+        np.dtype(np.float64 if Q.dtype == np.float64 else np.float32)
+    qg = Q.astype(dtype).reshape(b, kv_heads, heads // kv_heads, length, head_size)
+    scores = np.matmul(qg, K.astype(dtype).swapaxes(-1, -2)[:, :, None]).reshape(b, heads, length, -1)
+    scores = scores * dtype.type(1 / np.sqrt(head_size) if scale is None else scale)
+    if score_mod is not None:
+        scores = np.asarray(score_mod(scores)[0], dtype)
+    probs = softmax(scores)
+    if prob_mod is not None:
+        probs = np.asarray(prob_mod(probs)[0], dtype)
+    y = np.matmul(probs.reshape(b, kv_heads, heads // kv_heads, length, -1), V.astype(dtype)[:, :, None])
+    return y.reshape(b, heads, length, -1).astype(Q.dtype)
