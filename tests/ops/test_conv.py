@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import torchvision
 from onnx import TensorProto
 
+from onnxpy.ops import conv as conv_module
 from onnxpy.ops.conv import window_geometry
 from tests.ops._oracle import check, node_model, run_onnxpy
 
@@ -59,15 +60,17 @@ def test_conv_explicit_pads(opset, xs, ws, strides, dilations, pads, group):
 
 
 @pytest.mark.parametrize("xs,ws", [
-    ((2, 16, 120, 37), (4, 16, 3, 3)),        # 144 * 37 patch elements per output row: bands of 49 rows
-    ((1, 8, 30, 12, 10), (4, 4, 3, 3, 3)),    # 216 * 120 patch elements per row (grouped): bands of 10
+    ((2, 16, 30, 37), (4, 16, 3, 3)),        # 144 * 37 patch elements per output row: bands of 6 rows
+    ((1, 8, 11, 12, 10), (4, 4, 3, 3, 3)),   # 216 * 120 per row: the 256-column minimum, bands of 3
+    ((1, 6, 40, 30), (6, 1, 3, 3)),          # depthwise: 54 * 30 per row, bands of 20 rows
 ])
-def test_conv_im2col_in_row_bands(xs, ws):
+def test_conv_im2col_in_row_bands(monkeypatch, xs, ws):
+    monkeypatch.setattr(conv_module, "_COLS_BUDGET", 1 << 15)
     x, w = rand(*xs), rand(*ws)
-    n = x.ndim - 2
+    n, group = x.ndim - 2, xs[1] // ws[1]
     pads = [1] * (2 * n)
-    model = node_model("Conv", {"x": x, "w": w}, ["y"], opset=22, pads=pads, group=xs[1] // ws[1])
-    check(model, {"x": x, "w": w}, expected=[torch_conv(x, w, None, [1] * n, [1] * n, pads, xs[1] // ws[1])],
+    model = node_model("Conv", {"x": x, "w": w}, ["y"], opset=22, pads=pads, group=group)
+    check(model, {"x": x, "w": w}, expected=[torch_conv(x, w, None, [1] * n, [1] * n, pads, group)],
           rtol=1e-4, atol=1e-4)
 
 

@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from onnxpy.registry import kernel
 
-_COLS_BUDGET = 1 << 18  # elements of the im2col buffer: a band of output rows at a time stays in cache
+_COLS_BUDGET = 1 << 20  # elements of the im2col buffer: a band of output rows at a time stays in cache
 _MIN_GEMM_COLUMNS = 256  # but each GEMM gets at least this many output positions
 
 
