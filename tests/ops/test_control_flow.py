@@ -15,7 +15,8 @@ RNG = np.random.default_rng(7)
 
 def model(nodes, inputs, outputs, opset):
     """A model of ``nodes``; ``inputs``/``outputs`` are ValueInfoProtos."""
-    m = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs), opset_imports=[helper.make_opsetid("", opset)])
+    graph = helper.make_graph(nodes, "g", inputs, outputs)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = 8 if opset < 21 else 10
     return m
 
@@ -87,18 +88,17 @@ LESS_THAN_LIMIT = helper.make_node("Less", ["s_out", "limit"], ["c_out"])
 @pytest.mark.parametrize("opset", [11, 13, 16, 19, 21])
 @pytest.mark.parametrize("trip, cond, body_cond", [
     (4, None, helper.make_node("Less", ["s_out", "minus"], ["c_out"])),  # M only: stops on the body's False
-    (None, True, LESS_THAN_LIMIT),                                # while loop
-    (6, True, LESS_THAN_LIMIT),                                   # trip count and early exit
-    (2, True, LESS_THAN_LIMIT),                                   # trip count first
-    (6, False, LESS_THAN_LIMIT),                                  # no iteration: empty scan output
+    (None, True, LESS_THAN_LIMIT),  # while loop
+    (6, True, LESS_THAN_LIMIT),  # trip count and early exit
+    (2, True, LESS_THAN_LIMIT),  # trip count first
+    (6, False, LESS_THAN_LIMIT),  # no iteration: empty scan output
     (0, True, LESS_THAN_LIMIT),
 ])
 def test_loop_termination_modes(opset, trip, cond, body_cond):
     body = loop_body(body_cond)
     inputs = [vi("x", F, [6]), vi("limit", F, []), vi("minus", F, []), vi("s0", F, [])]
-    feeds = {"x": np.arange(1, 7, dtype=np.float32), "limit": np.float32(5.5), "minus": np.float32(-1),
-             "s0": np.float32(0.5)}
-    feeds = {k: np.asarray(v) for k, v in feeds.items()}
+    feeds = {"x": np.arange(1, 7, dtype=np.float32), "limit": np.array(5.5, np.float32),
+             "minus": np.array(-1, np.float32), "s0": np.array(0.5, np.float32)}
     names = ["", "", "s0"]
     if trip is not None:
         inputs.append(vi("M", I64, []))
@@ -142,8 +142,8 @@ def test_loop_carries_a_sequence(opset):
 
 
 def test_loop_body_condition_must_have_one_element():
-    body = helper.make_graph([helper.make_node("Identity", ["two"], ["c_out"]), helper.make_node("Identity", ["v"], ["v_out"])],
-                             "body", [vi("i", I64, []), vi("c", B, []), vi("v", F, [])],
+    body = helper.make_graph([helper.make_node("Identity", ["two"], ["c_out"]),
+                              helper.make_node("Identity", ["v"], ["v_out"])], "body", [vi("i", I64, []), vi("c", B, []), vi("v", F, [])],
                              [vi("c_out", B, [2]), vi("v_out", F, [])])
     m = model([helper.make_node("Loop", ["M", "cond", "v0"], ["v"], body=body)],
               [vi("M", I64, []), vi("cond", B, []), vi("two", B, [2]), vi("v0", F, [])], [vi("v", F, [])], 13)
@@ -152,13 +152,14 @@ def test_loop_body_condition_must_have_one_element():
                        "v0": np.array(1, np.float32)})
 
 
-def scan_body(scan_dims):
-    """Body: state += x_t (rank ``scan_dims``), emits state and x_t * 2 as scan outputs."""
+def scan_body():
+    """Body: state += x_t (both of shape [3]), emits the state and x_t * 2 as scan outputs."""
     return helper.make_graph(
         [helper.make_node("Add", ["s", "x"], ["s_out"]),
          helper.make_node("Identity", ["s_out"], ["y1"]),
          helper.make_node("Add", ["x", "x"], ["y2"])],
-        "body", [vi("s", F, [3]), vi("x", F, [3] * scan_dims)], [vi("s_out", F, [3]), vi("y1", F, [3]), vi("y2", F, [3])])
+        "body", [vi("s", F, [3]), vi("x", F, [3])],
+        [vi("s_out", F, [3]), vi("y1", F, [3]), vi("y2", F, [3])])
 
 
 @pytest.mark.parametrize("opset", [9, 11, 16, 19, 21])
@@ -172,13 +173,13 @@ def scan_body(scan_dims):
 ])
 def test_scan_axes_and_directions(opset, attrs):
     x = RNG.standard_normal((3, 3)).astype(np.float32)
-    node = helper.make_node("Scan", ["s0", "x"], ["s", "y1", "y2"], body=scan_body(1), num_scan_inputs=1, **attrs)
+    node = helper.make_node("Scan", ["s0", "x"], ["s", "y1", "y2"], body=scan_body(), num_scan_inputs=1, **attrs)
     m = model([node], [vi("s0", F, [3]), vi("x", F, [3, 3])], [vi("s"), vi("y1"), vi("y2")], opset)
     check(m, {"s0": np.ones(3, np.float32), "x": x}, oracle="onnxruntime")
 
 
 def test_scan_zero_length_gives_empty_scan_outputs():
-    node = helper.make_node("Scan", ["s0", "x"], ["s", "y1", "y2"], body=scan_body(1), num_scan_inputs=1,
+    node = helper.make_node("Scan", ["s0", "x"], ["s", "y1", "y2"], body=scan_body(), num_scan_inputs=1,
                             scan_output_axes=[1, 0])
     m = model([node], [vi("s0", F, [3]), vi("x", F, [0, 3])], [vi("s"), vi("y1"), vi("y2")], 16)
     s0 = np.ones(3, np.float32)
@@ -201,7 +202,7 @@ def test_scan_8_batches_and_sequence_lens(lens, directions):
     x = RNG.standard_normal((2, 3, 3)).astype(np.float32)
     attrs = {} if directions is None else {"directions": directions}
     node = helper.make_node("Scan", ["" if lens is None else "lens", "s0", "x"], ["s", "y1", "y2"],
-                            body=scan_body(1), num_scan_inputs=1, **attrs)
+                            body=scan_body(), num_scan_inputs=1, **attrs)
     inputs = [vi("s0", F, [2, 3]), vi("x", F, [2, 3, 3])]
     feeds = {"s0": RNG.standard_normal((2, 3)).astype(np.float32), "x": x}
     if lens is not None:
@@ -212,7 +213,7 @@ def test_scan_8_batches_and_sequence_lens(lens, directions):
 
 
 def test_scan_8_rejects_long_sequence_lens():
-    node = helper.make_node("Scan", ["lens", "s0", "x"], ["s", "y1", "y2"], body=scan_body(1), num_scan_inputs=1)
+    node = helper.make_node("Scan", ["lens", "s0", "x"], ["s", "y1", "y2"], body=scan_body(), num_scan_inputs=1)
     m = model([node], [vi("lens", I64, [1]), vi("s0", F, [1, 3]), vi("x", F, [1, 2, 3])],
               [vi("s"), vi("y1"), vi("y2")], 8)
     with pytest.raises(Exception, match="sequence_lens"):

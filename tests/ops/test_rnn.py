@@ -16,7 +16,8 @@ SEQ, BATCH, INPUT, HIDDEN = 4, 3, 2, 5
 
 
 def versions(op: str) -> list[int]:
-    return sorted({s.since_version for s in onnx.defs.get_all_schemas_with_history() if s.domain == "" and s.name == op})
+    schemas = onnx.defs.get_all_schemas_with_history()
+    return sorted({s.since_version for s in schemas if s.domain == "" and s.name == op})
 
 
 def case(op, opset, *, direction="forward", layout=0, bias=True, lens=None, initial=False, peepholes=False,
@@ -53,7 +54,8 @@ def case(op, opset, *, direction="forward", layout=0, bias=True, lens=None, init
         attrs["direction"] = direction
     node = helper.make_node(op, names, outputs, hidden_size=HIDDEN, **attrs)
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-    inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for n, v in feeds.items()]
+    inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+              for n, v in feeds.items()]
     graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info(o, elem, None) for o in outputs])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8 if opset < 21 else 10
@@ -104,7 +106,8 @@ ACTIVATIONS = {
     "GRU": [(["HardSigmoid", "ScaledTanh"], [0.3, 0.8], [0.4, 1.2]), (["Sigmoid", "Relu"], [], []),
             (["HardSigmoid", "Softplus", "Sigmoid", "LeakyRelu"], [], [])],
     "LSTM": [(["HardSigmoid", "Tanh", "Softsign"], [0.25], [0.45]),
-             (["Sigmoid", "Elu", "Affine", "HardSigmoid", "Tanh", "ScaledTanh"], [0.9, 0.5, 0.2, 0.6], [0.1, 0.3, 0.7])],
+             (["Sigmoid", "Elu", "Affine", "HardSigmoid", "Tanh", "ScaledTanh"], [0.9, 0.5, 0.2, 0.6],
+              [0.1, 0.3, 0.7])],
 }
 
 

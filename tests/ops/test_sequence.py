@@ -14,7 +14,8 @@ RNG = np.random.default_rng(3)
 
 
 def model(nodes, inputs, outputs, opset=18):
-    m = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs), opset_imports=[helper.make_opsetid("", opset)])
+    graph = helper.make_graph(nodes, "g", inputs, outputs)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = 8 if opset < 21 else 10
     return m
 
