@@ -539,3 +539,19 @@ def test_ml_registry_versions_cover_every_schema():
         spec = REGISTRY.resolve(ML, schema.name, schema.since_version)
         assert spec is not None, (schema.name, schema.since_version)
         assert spec.attributes == set(schema.attributes), (schema.name, schema.since_version)
+
+
+def test_tree_ensemble_5_float16_keeps_its_dtype():
+    from tests.ops._oracle import run_reference
+
+    rng = np.random.default_rng(9)
+    attrs32, x32 = v5_attrs(rng, member=False), features(rng, n=20, f=3, nan=False)
+    attrs16 = {k: numpy_helper.from_array(numpy_helper.to_array(v).astype(np.float16))
+               if k in ("nodes_splits", "leaf_weights") else v for k, v in attrs32.items()}
+    x16 = x32.astype(np.float16)
+    model32 = ml_model("TreeEnsemble", {"X": x16.astype(np.float32)}, ["Y"], opset=5, n_targets=2,
+                       **{k: numpy_helper.from_array(numpy_helper.to_array(v).astype(np.float32))
+                          if k in ("nodes_splits", "leaf_weights") else v for k, v in attrs16.items()})
+    expected = run_reference(model32, {"X": x16.astype(np.float32)})[0].astype(np.float16)
+    model16 = ml_model("TreeEnsemble", {"X": x16}, ["Y"], opset=5, n_targets=2, **attrs16)
+    check(model16, {"X": x16}, expected=[expected], rtol=1e-3, atol=1e-3)

@@ -53,9 +53,10 @@ def _probit(s: np.ndarray) -> np.ndarray:
     # sqrt(2) * erfinv(2s - 1) with Winitzki's approximation (a = 0.147), as onnxruntime's
     # ComputeProbit and onnx.reference compute it, rather than the exact inverse normal CDF.
     x = 2 * s - 1
-    ln = np.log((1 - x) * (1 + x))
-    a = 2 / (np.pi * 0.147) + 0.5 * ln
-    return math.sqrt(2) * np.sign(x + (x == 0)) * np.sqrt(-a + np.sqrt(a * a - ln / 0.147))
+    with np.errstate(divide="ignore", invalid="ignore"):  # s outside (0, 1): +-inf or NaN, as in C
+        ln = np.log((1 - x) * (1 + x))
+        a = 2 / (np.pi * 0.147) + 0.5 * ln
+        return math.sqrt(2) * np.sign(x + (x == 0)) * np.sqrt(-a + np.sqrt(a * a - ln / 0.147))
 
 
 def _softmax(s: np.ndarray) -> np.ndarray:
