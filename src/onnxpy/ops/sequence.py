@@ -25,6 +25,7 @@ def sequence_empty(*, dtype=None):
 
 @kernel("SequenceLength", since=11)
 def sequence_length(input_sequence):
+    """The number of tensors in the sequence, as an int64 scalar."""
     return np.asarray(len(input_sequence), dtype=np.int64)
 
 
