@@ -149,3 +149,17 @@ def test_capi_exception_path_matches_onnxruntime():
     sess = ort.InferenceSession(add_relu().SerializeToString())
     with pytest.raises(InvalidArgument):
         sess.run(None, {"x": np.ones((2, 4), np.float64)})
+
+
+def test_sequence_outputs_do_not_alias_the_inputs():
+    seq = onnx.helper.make_tensor_sequence_value_info("s", onnx.TensorProto.FLOAT, None)
+    model = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("SequenceConstruct", ["x", "x"], ["s"])], "seq",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])], [seq]),
+        opset_imports=[onnx.helper.make_opsetid("", 17)])
+    x = np.ones(2, np.float32)
+    ours = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    theirs = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert isinstance(ours, list) and len(ours) == len(theirs) == 2
+    ours[0][0] = 7
+    assert x[0] == 1

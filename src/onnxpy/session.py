@@ -212,7 +212,7 @@ class InferenceSession:
                     self._profile.extend(records)
             else:
                 outputs = execute(self._plan, values)
-        fed_ids = {id(v) for v in values}
+        fed_ids = {id(a) for v in values for a in (v if isinstance(v, list) else [v])}
         return [_own(outputs[i], fed_ids | self._initializer_ids) for i in wanted]
 
     def _output_indices(self, output_names: Sequence[str] | None) -> list[int]:
@@ -265,6 +265,10 @@ def _own(value: Any, foreign: set[int]) -> Any:
     """Return outputs the caller may keep and write: never a view of an input or an initializer."""
     if isinstance(value, np.generic):
         return np.asarray(value)
+    if isinstance(value, list):
+        return [_own(v, foreign) for v in value]
+    if isinstance(value, dict):
+        return {k: _own(v, foreign) for k, v in value.items()}
     if not isinstance(value, np.ndarray):
         return value
     root = value
