@@ -276,6 +276,8 @@ def _members(mode: np.ndarray, membership_values) -> tuple[np.ndarray, np.ndarra
                          f"({member_nodes.size}), found {int(delimiter.sum())}")
     group = np.cumsum(delimiter) - delimiter
     values, owner = values[~delimiter], member_nodes[group[~delimiter]]
+    if values.size == 0:  # only empty sets: nothing is a member
+        return np.array([np.nan]), np.array([-1], np.int64)
     uniq = np.unique(values)
     return uniq, np.unique(owner.astype(np.int64) * len(uniq) + np.searchsorted(uniq, values))
 
@@ -536,7 +538,8 @@ def _float_rows(X) -> np.ndarray:
 @kernel("LinearClassifier", since=1, domain=ML)
 def linear_classifier(X, *, classlabels_ints=None, classlabels_strings=None, coefficients, intercepts=None,
                       multi_class=0, post_transform="NONE"):
-    """Top class and scores of ``X @ coefficients.T + intercepts``."""
+    """Top class and scores of ``X @ coefficients.T + intercepts`` (``multi_class`` is informational:
+    onnxruntime ignores it too)."""
     labels = _labels(classlabels_ints, classlabels_strings)
     x = _float_rows(X)
     k = len(intercepts) if intercepts else max(len(labels), 1)
