@@ -23,7 +23,8 @@ def fresh_rng():
 
 
 def versions(op: str) -> list[int]:
-    return sorted({s.since_version for s in onnx.defs.get_all_schemas_with_history() if s.domain == "" and s.name == op})
+    return sorted({s.since_version for s in onnx.defs.get_all_schemas_with_history()
+                   if s.domain == "" and s.name == op})
 
 
 def reduce_model(op, x, axes, opset, **attrs):
@@ -32,7 +33,8 @@ def reduce_model(op, x, axes, opset, **attrs):
     if opset < axes_input:
         model = node_model(op, {"data": x}, ["y"], opset=opset, **attrs)
         if axes is not None:
-            model.graph.node[0].attribute.append(helper.make_attribute("axes", list(axes), attr_type=AttributeProto.INTS))
+            attr = helper.make_attribute("axes", list(axes), attr_type=AttributeProto.INTS)
+            model.graph.node[0].attribute.append(attr)
         return model, {"data": x}
     if axes is None:
         return node_model(op, {"data": x}, ["y"], opset=opset, **attrs), {"data": x}
