@@ -109,6 +109,7 @@ _GOES_TRUE = np.array([[0, 1, 1, 0], [0, 1, 0, 0], [0, 0, 1, 1], [0, 0, 0, 1], [
                        [0, 0, 0, 0], [0, 0, 0, 0]], dtype=bool)
 _AGGREGATES = ("AVERAGE", "SUM", "MIN", "MAX")  # TreeEnsemble's enum order
 _CHUNK = 1 << 16  # rows x trees evaluated at once (cache-sized temporaries)
+_DENSE_LIMIT = 1 << 24  # nodes x targets for a dense leaf-weight table
 
 
 def _gather(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -131,7 +132,8 @@ class _Forest(NamedTuple):
     w_target: np.ndarray       # intp [W]
     w_value: np.ndarray        # float64 [W]
     one_weight: bool           # every leaf holds exactly one weight
-    n_targets: int
+    dense: tuple[np.ndarray, np.ndarray] | None  # summed weights [M, K] and their presence, for
+    n_targets: int                               # leaves with several weights (random forests)
 
 
 def _forest(feature, split, mode, true_child, false_child, missing, roots, leaf_of_weight, w_target, w_value,
@@ -148,6 +150,13 @@ def _forest(feature, split, mode, true_child, false_child, missing, roots, leaf_
         raise ValueError(f"a leaf's target/class id is outside [0, {n_targets})")
     order = np.argsort(leaf_of_weight, kind="stable")
     count = np.bincount(leaf_of_weight, minlength=m).astype(np.intp)
+    one_weight = bool((count[leaf] == 1).all())
+    dense = None
+    if not one_weight and m * n_targets <= _DENSE_LIMIT:
+        weights, present = np.zeros((m, n_targets)), np.zeros((m, n_targets), bool)
+        np.add.at(weights, (leaf_of_weight, w_target), np.asarray(w_value, dtype=np.float64))
+        present[leaf_of_weight, w_target] = True
+        dense = weights, present
     branch_modes = np.unique(mode[~leaf])
     missing = np.asarray(missing, dtype=bool) if missing is not None and len(missing) else None
     if missing is not None:
@@ -160,7 +169,7 @@ def _forest(feature, split, mode, true_child, false_child, missing, roots, leaf_
         members=members, roots=np.asarray(roots, dtype=np.intp), depth=_depth(children, leaf, roots),
         w_start=(np.cumsum(count) - count).astype(np.intp), w_count=count,
         w_target=w_target[order], w_value=np.asarray(w_value, dtype=np.float64)[order],
-        one_weight=bool((count[leaf] == 1).all()), n_targets=n_targets,
+        one_weight=one_weight, dense=dense, n_targets=n_targets,
     )
 
 
@@ -335,6 +344,8 @@ def _tree_scores(forest: _Forest, x: np.ndarray, aggregate: str) -> tuple[np.nda
         values = _gather(forest.w_value, _gather(forest.w_start, leaves))
         reduce = {"MIN": np.min, "MAX": np.max}.get(aggregate, np.sum)
         return reduce(values, axis=1, keepdims=True), np.full((n, 1), leaves.shape[1] > 0)
+    if forest.dense is not None and aggregate in ("SUM", "AVERAGE"):
+        return _dense_sum(forest.dense, leaves)
     leaves = leaves.ravel()
     if forest.one_weight:
         row, pos = np.arange(leaves.size) // max(len(forest.roots), 1), _gather(forest.w_start, leaves)
@@ -351,6 +362,19 @@ def _tree_scores(forest: _Forest, x: np.ndarray, aggregate: str) -> tuple[np.nda
     scores = np.full(n * k, np.inf if aggregate == "MIN" else -np.inf)
     (np.minimum if aggregate == "MIN" else np.maximum).at(scores, key, value)
     return np.where(has, scores.reshape(n, k), 0.0), has
+
+
+def _dense_sum(dense: tuple[np.ndarray, np.ndarray], leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Summed leaf weights [N, K] and presence from the dense per-node tables, by row blocks."""
+    weights, present = dense
+    n, t, k = leaves.shape[0], leaves.shape[1], weights.shape[1]
+    scores, has = np.empty((n, k)), np.empty((n, k), bool)
+    step = max(1, _CHUNK // max(t * k, 1))
+    for start in range(0, n, step):
+        block = leaves[start:start + step]
+        scores[start:start + step] = np.take(weights, block, axis=0, mode="wrap").sum(axis=1)
+        has[start:start + step] = np.take(present, block, axis=0, mode="wrap").any(axis=1)
+    return scores, has
 
 
 def _tree_regression(forest: _Forest, x: np.ndarray, aggregate: str, base, post_transform: str,
