@@ -342,9 +342,10 @@ def test_activation_against_onnxruntime(op, attrs):
 
 def test_old_activation_versions_and_their_defaults():
     x = rand(4, 5, low=-3, high=3)
-    selu_1 = 1.0507 * np.where(x > 0, x, 1.6732 * np.exp(x) - 1.6732)  # Selu-1's defaults, not Selu-6's
-    np.testing.assert_allclose(run1("Selu", {"x": x}, 1, consumed_inputs=[0]), selu_1, rtol=1e-6)
-    elu = np.where(x < 0, np.expm1(x), x)
+    x64 = x.astype(F64)
+    selu_1 = 1.0507 * np.where(x64 > 0, x64, 1.6732 * np.exp(x64) - 1.6732)  # Selu-1's defaults, not Selu-6's
+    np.testing.assert_allclose(run1("Selu", {"x": x}, 1, consumed_inputs=[0]), selu_1, rtol=1e-6, atol=1e-7)
+    elu = np.where(x64 < 0, np.expm1(x64), x64)
     np.testing.assert_allclose(run1("Elu", {"x": x}, 1, consumed_inputs=[0]), elu, rtol=1e-6)
     np.testing.assert_allclose(run1("HardSigmoid", {"x": x}, 1), np.clip(0.2 * x + 0.5, 0, 1), rtol=1e-6)
     np.testing.assert_allclose(run1("LeakyRelu", {"x": x}, 1, alpha=0.3), np.where(x < 0, 0.3 * x, x), rtol=1e-6)
