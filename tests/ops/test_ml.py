@@ -2,12 +2,14 @@
 kernels follow) and onnx.reference, on hand-built one-node models, every registered version."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.ops._oracle import assert_close, check, node_model, run_onnxpy, run_onnxruntime, LEVELS
+from tests.ops._oracle import LEVELS, assert_close, check, node_model, run_onnxpy, run_onnxruntime, run_reference
 
 ML = "ai.onnx.ml"
 MODES = ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ"]
@@ -236,11 +238,9 @@ def test_tree_ensemble_is_vectorized_over_rows():
     x = features(rng, n=20000, f=8, nan=False)
     model = ml_model("TreeEnsembleRegressor", {"X": x}, ["Y"], opset=3, n_targets=1,
                      **tree_attrs(nodes, leaves, "target"))
-    import time
-    run_onnxpy(model, {"X": x})
     start = time.perf_counter()
     ours = run_onnxpy(model, {"X": x})
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 5.0  # a loop over rows takes minutes; generous for busy machines
     assert_close(ours, run_onnxruntime(model, {"X": x}), rtol=1e-5, atol=1e-5)
 
 
@@ -542,8 +542,6 @@ def test_ml_registry_versions_cover_every_schema():
 
 
 def test_tree_ensemble_5_float16_keeps_its_dtype():
-    from tests.ops._oracle import run_reference
-
     rng = np.random.default_rng(9)
     attrs32, x32 = v5_attrs(rng, member=False), features(rng, n=20, f=3, nan=False)
     attrs16 = {k: numpy_helper.from_array(numpy_helper.to_array(v).astype(np.float16))
