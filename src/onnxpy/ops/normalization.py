@@ -44,8 +44,7 @@ def _batch_norm(x, scale, b, mean, var, epsilon, momentum, training, spatial=1):
     mean, running variance, batch mean and batch inverse deviation."""
     ct = compute_dtype(x.dtype)
     xc = x.astype(ct, copy=False)
-    params = [_channel_view(p, x.ndim, ct) for p in (scale, b, mean, var)]
-    s, bias, run_mean, run_var = params
+    s, bias, run_mean, run_var = (_channel_view(p, x.ndim, ct) for p in (scale, b, mean, var))
     if training:
         axes = (0,) + (tuple(range(2, x.ndim)) if spatial else ())
         cur_mean, cur_var = _moments(xc, axes)
