@@ -193,24 +193,26 @@ def test_tfidf_text_pipeline():
     check(proto, {"text": texts.reshape(-1, 1).astype(object)}, model.predict(texts), model.predict_proba(texts))
 
 
-def test_xgboost_classifier(multiclass):
+@pytest.mark.parametrize("data", ["multiclass", "binary"])
+def test_xgboost_classifier(data, request):
     xgboost = pytest.importorskip("xgboost")
     onnxmltools = pytest.importorskip("onnxmltools")
     from onnxmltools.convert.common.data_types import FloatTensorType
 
-    x, y = multiclass
+    x, y = request.getfixturevalue(data)
     model = xgboost.XGBClassifier(n_estimators=20, max_depth=4, random_state=0, n_jobs=1).fit(x, y)
     proto = onnxmltools.convert_xgboost(model, initial_types=[("X", FloatTensorType([None, x.shape[1]]))],
                                         target_opset=15)
     check(proto, {"X": x}, model.predict(x), model.predict_proba(x), atol=1e-5)
 
 
-def test_lightgbm_classifier(multiclass):
+@pytest.mark.parametrize("data", ["multiclass", "binary"])
+def test_lightgbm_classifier(data, request):
     lightgbm = pytest.importorskip("lightgbm")
     onnxmltools = pytest.importorskip("onnxmltools")
     from onnxmltools.convert.common.data_types import FloatTensorType
 
-    x, y = multiclass
+    x, y = request.getfixturevalue(data)
     model = lightgbm.LGBMClassifier(n_estimators=20, num_leaves=15, random_state=0, verbose=-1, n_jobs=1).fit(x, y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
