@@ -179,7 +179,8 @@ def conv_transpose(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, 
     _check_kernel_shape(kernel_shape, w)
     n, c = x.shape[:2]
     if w.shape[0] != c or c % group:
-        raise ValueError(f"X has {c} channels and W shape {w.shape}: expected W.shape[0] == C, divisible by group {group}")
+        raise ValueError(f"X has {c} channels and W shape {w.shape}: expected W.shape[0] == C, "
+                         f"divisible by group {group}")
     nsp = x.ndim - 2
     strides = per_axis(strides, nsp, 1, "strides")
     dilations = per_axis(dilations, nsp, 1, "dilations")
@@ -209,7 +210,8 @@ def conv_transpose(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, 
 
 @kernel("Col2Im", since=18)
 def col2im(x, image_shape, block_shape, *, dilations=None, pads=None, strides=None):
-    """Sum sliding blocks (N, C * prod(block_shape), L) back into images (https://onnx.ai/onnx/operators/onnx__Col2Im.html)."""
+    """Sum sliding blocks (N, C * prod(block_shape), L) back into images
+    (https://onnx.ai/onnx/operators/onnx__Col2Im.html)."""
     image = [int(v) for v in image_shape]
     block = [int(v) for v in block_shape]
     nsp = len(image)
