@@ -454,14 +454,11 @@ def _binary_trees(scores, has, base, labels, binary_case: bool, all_positive: bo
     return label, np.where(two[:, None], pair, single).astype(np.float32)
 
 
-_TREE_V1_ATTRS = ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_modes", "nodes_values",
-                  "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true")
-
-
 def _forest_of(a: dict, prefix: str, n_targets: int) -> _Forest:
     """The _Forest of a TreeEnsembleClassifier (prefix "class") or TreeEnsembleRegressor ("target")."""
-    return _forest_v3(*(a[n] for n in _TREE_V1_ATTRS[:4]), _pick(a, "nodes_values"),
-                      *(a[n] for n in _TREE_V1_ATTRS[5:]), a[f"{prefix}_treeids"], a[f"{prefix}_nodeids"],
+    return _forest_v3(a["nodes_treeids"], a["nodes_nodeids"], a["nodes_featureids"], a["nodes_modes"],
+                      _pick(a, "nodes_values"), a["nodes_truenodeids"], a["nodes_falsenodeids"],
+                      a["nodes_missing_value_tracks_true"], a[f"{prefix}_treeids"], a[f"{prefix}_nodeids"],
                       a[f"{prefix}_ids"], _pick(a, f"{prefix}_weights"), n_targets)
 
 
