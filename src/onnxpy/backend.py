@@ -41,7 +41,8 @@ class OnnxpyBackend(Backend):
         options = SessionOptions()
         options.graph_optimization_level = cls.level
         session = InferenceSession(model, options)
-        return OnnxpyBackendRep(session, [v.name for v in model.graph.input])
+        names = [a.name for a in session.get_inputs() + session.get_overridable_initializers()]
+        return OnnxpyBackendRep(session, names)
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU", **kwargs: Any) -> list[Any]:
