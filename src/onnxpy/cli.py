@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import statistics
 import sys
+import tempfile
 import time
 from typing import Any, Sequence
 
@@ -61,6 +63,7 @@ def _session(path: str, level: str = "ORT_ENABLE_ALL", threads: int = 0, profile
     so.graph_optimization_level = onnxpy.GraphOptimizationLevel[level]
     so.intra_op_num_threads = threads
     so.enable_profiling = profile
+    so.profile_file_prefix = os.path.join(tempfile.gettempdir(), "onnxpy_profile_")
     return onnxpy.InferenceSession(path, so)
 
 
