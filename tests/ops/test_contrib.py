@@ -336,3 +336,19 @@ def test_group_query_attention(case):
                                                               (actual[1], actual[2], expected[1], expected[2]))
         for a, e in zip(actual, expected):
             np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("attrs", [{"mark": 1, "mincharnum": 1, "separators": [" ", ","]},
+                                   {"mark": 0, "mincharnum": 2, "separators": [" ", ",", ";"]},
+                                   {"mark": 0, "mincharnum": 1, "tokenexp": "[a-z]+"},
+                                   {"mark": 1, "mincharnum": 1, "separators": [""]}])
+@pytest.mark.parametrize("shape", [(3,), (1, 3)])
+def test_tokenizer(attrs, shape):
+    x = np.array(["Hello world, a b", "x", "one;two  three"], dtype=object).reshape(shape)
+    model = node_model("Tokenizer", {"X": x}, ["Y"], opset=1, domain=MS, output_types={"Y": 8}, pad_value="#",
+                       **attrs)
+    expected = run_onnxruntime(model, {"X": x})
+    for level in LEVELS:
+        actual = run_onnxpy(model, {"X": x}, level)[0]
+        assert actual.shape == expected[0].shape
+        assert actual.tolist() == expected[0].tolist()

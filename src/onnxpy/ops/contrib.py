@@ -2,6 +2,8 @@
 docs/ContribOperators.md and its CPU kernels."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from onnxpy.ops.quantize import conv, conv_pads, dequantize, dynamic_quantize_linear, quantize
@@ -589,3 +591,29 @@ def group_query_attention(query, key=None, value=None, past_key=None, past_value
     if ctx.num_outputs > 3:
         result += (np.concatenate(scores).astype(query.dtype),)
     return result
+
+
+@kernel("Tokenizer", since=1, domain=MS)
+def tokenizer(X, *, mark, mincharnum, pad_value, separators=None, tokenexp=None):
+    """Split each string by the ``separators`` regexes (``[""]``: into characters) or into the
+    ``tokenexp`` matches, drop tokens shorter than ``mincharnum``, optionally wrap each row in
+    ``\\x02``/``\\x03`` marks and pad rows to the longest with ``pad_value``: (…, tokens)."""
+    if (tokenexp is None) == (separators is None):
+        raise ValueError("Tokenizer needs exactly one of separators and tokenexp")
+    if tokenexp is not None:
+        pattern = re.compile(tokenexp)
+        split = pattern.findall
+    elif separators == [""]:
+        split = list
+    else:
+        pattern = re.compile("|".join(f"(?:{s})" for s in separators))
+        split = pattern.split
+    rows = []
+    for text in X.reshape(-1):
+        tokens = [t for t in split(str(text)) if t and len(t) >= mincharnum]
+        rows.append(["\x02", *tokens, "\x03"] if mark else tokens)
+    width = max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), width), pad_value, dtype=object)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row
+    return out.reshape(*X.shape, width)
