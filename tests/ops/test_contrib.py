@@ -352,3 +352,19 @@ def test_tokenizer(attrs, shape):
         actual = run_onnxpy(model, {"X": x}, level)[0]
         assert actual.shape == expected[0].shape
         assert actual.tolist() == expected[0].tolist()
+
+
+@pytest.mark.parametrize("direction, per_column", [("forward", False), ("bidirectional", True)])
+def test_dynamic_quantize_lstm(direction, per_column):
+    d, seq, batch, inp, hid = (2 if direction == "bidirectional" else 1), 4, 2, 3, 5
+    scale_shape = (d, 4 * hid) if per_column else (d,)
+    feeds = {"X": rand(seq, batch, inp), "W": q8(d, inp, 4 * hid, dtype=np.int8),
+             "R": q8(d, hid, 4 * hid, dtype=np.int8), "B": rand(d, 8 * hid, scale=0.1)}
+    init = {"W_scale": np.full(scale_shape, 0.01, np.float32), "W_zero_point": np.zeros(scale_shape, np.int8),
+            "R_scale": np.full(scale_shape, 0.01, np.float32), "R_zero_point": np.zeros(scale_shape, np.int8)}
+    model = node_model("DynamicQuantizeLSTM", feeds, ["Y", "Y_h", "Y_c"], opset=1, domain=MS,
+                       output_types=dict.fromkeys(["Y", "Y_h", "Y_c"], 1), hidden_size=hid, direction=direction)
+    model.graph.node[0].input[:] = ["X", "W", "R", "B", "", "", "", "", *init]
+    from onnx import numpy_helper
+    model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in init.items())
+    check(model, feeds, oracle="onnxruntime", rtol=0, atol=2e-2)  # X is quantized on the fly by onnxruntime

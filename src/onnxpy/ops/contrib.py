@@ -7,6 +7,7 @@ import re
 import numpy as np
 
 from onnxpy.ops.quantize import conv, conv_pads, dequantize, dynamic_quantize_linear, quantize
+from onnxpy.ops.rnn import lstm
 from onnxpy.ops.transformer import rotate, softmax
 from onnxpy.registry import kernel
 
@@ -617,3 +618,24 @@ def tokenizer(X, *, mark, mincharnum, pad_value, separators=None, tokenexp=None)
     for i, row in enumerate(rows):
         out[i, :len(row)] = row
     return out.reshape(*X.shape, width)
+
+
+def _dequantized_weights(w: np.ndarray, scale: np.ndarray, zero_point: np.ndarray) -> np.ndarray:
+    """(D, in, 4H) quantized weights, per direction or per direction and column, as the float
+    (D, 4H, in) layout of ONNX LSTM."""
+    shape = (-1, 1, 1) if scale.ndim == 1 else (scale.shape[0], 1, -1)
+    deq = (w.astype(np.float32) - zero_point.astype(np.float32).reshape(shape)) * scale.astype(np.float32).reshape(shape)
+    return deq.transpose(0, 2, 1)
+
+
+@kernel("DynamicQuantizeLSTM", since=1, domain=MS)
+def dynamic_quantize_lstm(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None,
+                          W_scale=None, W_zero_point=None, R_scale=None, R_zero_point=None, *,
+                          activation_alpha=None, activation_beta=None, activations=None, clip=None,
+                          direction="forward", hidden_size=None, input_forget=0):
+    """LSTM whose int8/uint8 weights (transposed, (D, in, 4H)) are dequantized first; onnxruntime
+    also quantizes X on the fly, so results agree to quantization error."""
+    return lstm(X, _dequantized_weights(W, W_scale, W_zero_point), _dequantized_weights(R, R_scale, R_zero_point),
+                B, sequence_lens, initial_h, initial_c, P, activation_alpha=activation_alpha,
+                activation_beta=activation_beta, activations=activations, clip=clip, direction=direction,
+                hidden_size=hidden_size, input_forget=input_forget)
