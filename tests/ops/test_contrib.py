@@ -109,7 +109,8 @@ def scalar(v, dtype=np.float32):
 @pytest.mark.parametrize("dtype, code", [(np.uint8, 2), (np.int8, 3)])
 def test_qlinear_binary(op, dtype, code):
     feeds = {"A": q8(2, 3, 4, dtype=dtype), "A_scale": scalar(0.05), "A_zero_point": scalar(3, dtype),
-             "B": q8(4, dtype=dtype), "B_scale": scalar(0.07), "B_zero_point": scalar(-2 if dtype == np.int8 else 9, dtype),
+             "B": q8(4, dtype=dtype), "B_scale": scalar(0.07),
+             "B_zero_point": scalar(-2 if dtype == np.int8 else 9, dtype),
              "C_scale": scalar(0.2 if op == "QLinearAdd" else 0.5), "C_zero_point": scalar(5, dtype)}
     ort_check_quantized(op, feeds, ["C"], code)
 

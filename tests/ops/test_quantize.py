@@ -17,7 +17,8 @@ TIES = np.array([0.5, 1.5, 2.5, -0.5, -1.5, 300.0, -300.0, 127.5], np.float32)
 @pytest.mark.parametrize("zp", [np.uint8(128), np.int8(-3)])
 def test_quantize_per_tensor_every_version(opset, zp):
     feeds = {"x": TIES, "s": np.array(1.0, np.float32), "z": np.array(zp)}
-    model = node_model("QuantizeLinear", feeds, ["y"], opset=opset, output_types={"y": 2 if zp.dtype == np.uint8 else 3})
+    out = 2 if zp.dtype == np.uint8 else 3
+    model = node_model("QuantizeLinear", feeds, ["y"], opset=opset, output_types={"y": out})
     check(model, feeds, oracle="onnxruntime")
 
 
@@ -41,7 +42,8 @@ def test_quantize_float8_saturate(dtype, code, saturate):
     limit = np.float32(ml_dtypes.finfo(dtype).max)
     finite = np.isfinite(q)
     if saturate:
-        np.testing.assert_array_equal(y[finite].astype(np.float32), np.clip(q[finite], -limit, limit).astype(dtype).astype(np.float32))
+        clipped = np.clip(q[finite], -limit, limit).astype(dtype).astype(np.float32)
+        np.testing.assert_array_equal(y[finite].astype(np.float32), clipped)
         if code in (17, 19):  # Cast's saturation table: +-inf -> +-max for the fn types, NaN for fnuz
             np.testing.assert_array_equal(y[~finite].astype(np.float32), np.sign(q[~finite]) * limit)
         else:

@@ -131,7 +131,8 @@ def test_rotary_embedding(interleaved, rank, dim):
 
 def test_rotary_embedding_without_position_ids():
     feeds = {"X": rand(2, 2, 3, 4), "cos": rand(2, 3, 2), "sin": rand(2, 3, 2)}
-    check(node_model("RotaryEmbedding", feeds, ["Y"], opset=23, output_types={"Y": 1}), feeds, oracle="onnxruntime", atol=1e-5)
+    model = node_model("RotaryEmbedding", feeds, ["Y"], opset=23, output_types={"Y": 1})
+    check(model, feeds, oracle="onnxruntime", atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])

@@ -624,8 +624,8 @@ def _dequantized_weights(w: np.ndarray, scale: np.ndarray, zero_point: np.ndarra
     """(D, in, 4H) quantized weights, per direction or per direction and column, as the float
     (D, 4H, in) layout of ONNX LSTM."""
     shape = (-1, 1, 1) if scale.ndim == 1 else (scale.shape[0], 1, -1)
-    deq = (w.astype(np.float32) - zero_point.astype(np.float32).reshape(shape)) * scale.astype(np.float32).reshape(shape)
-    return deq.transpose(0, 2, 1)
+    centered = w.astype(np.float32) - zero_point.astype(np.float32).reshape(shape)
+    return (centered * scale.astype(np.float32).reshape(shape)).transpose(0, 2, 1)
 
 
 @kernel("DynamicQuantizeLSTM", since=1, domain=MS)

@@ -240,7 +240,7 @@ def _requantize(acc: np.ndarray, multiplier: np.ndarray, y_zero_point: np.ndarra
                     dtype)
 
 
-def _row_vector(v: np.ndarray, ndim: int) -> np.ndarray:
+def _row_vector(v: np.ndarray) -> np.ndarray:
     """A per-row 1-D parameter of a matmul's A as a column that broadcasts over rows."""
     return v.reshape(-1, 1) if v.ndim == 1 and v.size > 1 else v
 
@@ -258,8 +258,8 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     """Quantized matmul: integer (or float8) product requantized with ``a_scale * b_scale / y_scale``."""
     acc = np.matmul(_zero_centered(a, a_zero_point, -2 if a.ndim > 1 else 0),
                     _zero_centered(b, b_zero_point, -1))
-    a_scale = _row_vector(a_scale, a.ndim).astype(np.float32)
-    multiplier = a_scale * b_scale.astype(np.float32) / _row_vector(y_scale, a.ndim).astype(np.float32)
+    a_scale = _row_vector(a_scale).astype(np.float32)
+    multiplier = a_scale * b_scale.astype(np.float32) / _row_vector(y_scale).astype(np.float32)
     return _requantize(acc, multiplier, y_zero_point, y_zero_point.dtype)
 
 
