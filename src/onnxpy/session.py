@@ -204,7 +204,7 @@ class InferenceSession:
         wanted = self._output_indices(output_names)
         values = check_feeds(self._plan, input_feed)
         threads = self._options.intra_op_num_threads
-        with _blas_threads(threads):
+        with _blas_threads(threads), np.errstate(all="ignore"):  # inf/nan results are ONNX semantics
             if self._options.enable_profiling:
                 records: list = []
                 outputs = execute_profiled(self._plan, values, records)

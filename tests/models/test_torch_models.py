@@ -11,9 +11,9 @@ import pytest
 
 import onnxpy
 
-torch = pytest.importorskip("torch", reason="torch is a test dependency: scripts/test.sh installs it")
-torchvision = pytest.importorskip("torchvision")
-transformers = pytest.importorskip("transformers")
+import torch  # noqa: E402 - test dependencies, installed by scripts/test.sh
+import torchvision  # noqa: E402
+import transformers  # noqa: E402
 
 REL_TOL = 1e-4  # max |onnxpy - onnxruntime| relative to max |onnxruntime| per output
 
