@@ -1,6 +1,7 @@
 """Run a plan: a tight loop over its steps, plus feed validation before the loop."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Sequence
 
@@ -32,28 +33,22 @@ def execute(plan: Plan, inputs: Sequence[Any]) -> list[Any]:
     return [slots[s] for s in plan.output_slots]
 
 
-def execute_profiled(plan: Plan, inputs: Sequence[Any], records: list[tuple[ir.Node, float, float]]) -> list[Any]:
-    """``execute`` that appends ``(node, start, duration)`` per step, in seconds (perf_counter)."""
-    slots = list(plan.template)
-    for s, v in zip(plan.input_slots, inputs):
-        slots[s] = v
+def profiled(plan: Plan, records: list[tuple[ir.Node, float, float]]) -> Plan:
+    """A copy of ``plan`` whose steps append ``(node, start, duration)`` (perf_counter seconds) to
+    ``records`` as they run; the plain plan stays free of any timing cost."""
     clock = time.perf_counter
-    i = 0
-    try:
-        for i, (fn, ins, outs, kwargs, free) in enumerate(plan.steps):
+
+    def timed(fn, node):
+        def call(*args, **kwargs):
             start = clock()
-            res = fn(*[slots[j] for j in ins], **kwargs)
-            if type(res) is tuple:
-                for s, v in zip(outs, res):
-                    slots[s] = v
-            else:
-                slots[outs[0]] = res
-            records.append((plan.nodes[i], start, clock() - start))
-            for s in free:
-                slots[s] = None
-    except Exception as e:
-        raise _node_error(plan, i, e) from e
-    return [slots[s] for s in plan.output_slots]
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                records.append((node, start, clock() - start))
+        return call
+
+    steps = tuple(step._replace(fn=timed(step.fn, node)) for step, node in zip(plan.steps, plan.nodes))
+    return dataclasses.replace(plan, steps=steps)
 
 
 def _node_error(plan: Plan, i: int, e: Exception) -> Exception:

@@ -19,7 +19,7 @@ import numpy as np
 
 from onnxpy import ir, loader, passes
 from onnxpy.errors import InvalidArgument
-from onnxpy.executor import check_feeds, execute, execute_profiled
+from onnxpy.executor import check_feeds, execute, profiled
 from onnxpy.plan import build, check_defined
 from onnxpy.registry import REGISTRY
 
@@ -158,7 +158,7 @@ class InferenceSession:
         self._plan = build(model.graph, model.opset_imports, REGISTRY, fed=interface.fed_names)
         self._initializer_ids = frozenset(id(v) for v in self._plan.template if isinstance(v, np.ndarray))
         self._profile: list[tuple[ir.Node, float, float]] = []
-        self._profile_lock = threading.Lock()
+        self._run_plan = profiled(self._plan, self._profile) if self._options.enable_profiling else self._plan
         self._profile_start = time.perf_counter()
         self._profile_start_ns = time.time_ns()
 
@@ -205,13 +205,7 @@ class InferenceSession:
         values = check_feeds(self._plan, input_feed)
         threads = self._options.intra_op_num_threads
         with _blas_threads(threads), np.errstate(all="ignore"):  # inf/nan results are ONNX semantics
-            if self._options.enable_profiling:
-                records: list = []
-                outputs = execute_profiled(self._plan, values, records)
-                with self._profile_lock:
-                    self._profile.extend(records)
-            else:
-                outputs = execute(self._plan, values)
+            outputs = execute(self._run_plan, values)
         fed_ids = {id(a) for v in values for a in (v if isinstance(v, list) else [v])}
         return [_own(outputs[i], fed_ids | self._initializer_ids) for i in wanted]
 
@@ -228,8 +222,9 @@ class InferenceSession:
         """Write the per-node trace collected since creation (Chrome trace JSON); return its path."""
         if not self._options.enable_profiling:
             return ""
-        with self._profile_lock:
-            records, self._profile = self._profile, []
+        taken = len(self._profile)  # runs in other threads may append meanwhile: keep theirs
+        records = self._profile[:taken]
+        del self._profile[:taken]
         pid = os.getpid()
         events = [{
             "cat": "Node", "pid": pid, "tid": 0, "ph": "X",
