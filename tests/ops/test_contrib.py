@@ -369,3 +369,19 @@ def test_dynamic_quantize_lstm(direction, per_column):
     from onnx import numpy_helper
     model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in init.items())
     check(model, feeds, oracle="onnxruntime", rtol=0, atol=2e-2)  # X is quantized on the fly by onnxruntime
+
+
+@pytest.mark.parametrize("op, inputs, outputs", [
+    ("LayerNormalization", ["X", "Scale", "B"], ["Y", "Mean", "InvStdDev"]),
+    ("SimplifiedLayerNormalization", ["X", "scale"], ["Y", "inv_std_var"])])
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_onnx_domain_contrib_norms(op, inputs, outputs, axis):
+    # onnxruntime registers these two in the ai.onnx domain at version 1 (served below opset 17);
+    # onnxpy serves them from com.microsoft: run the same node under both domains
+    x = rand(2, 3, 4)
+    norm_shape = x.shape[axis % 3:]
+    feeds = dict(zip(inputs, [x, rand(*norm_shape), rand(*norm_shape)]))
+    types = dict.fromkeys(outputs, 1)
+    ours = node_model(op, feeds, outputs, opset=1, domain=MS, output_types=types, axis=axis, epsilon=1e-3)
+    theirs = node_model(op, feeds, outputs, opset=16, output_types=types, axis=axis, epsilon=1e-3)
+    check(ours, feeds, expected=run_onnxruntime(theirs, feeds), atol=1e-5)

@@ -195,3 +195,13 @@ def test_qlinear_conv_1d_without_bias():
              "y_z": np.array(128, np.uint8)}
     check(node_model("QLinearConv", feeds, ["y"], opset=10, output_types={"y": 2}, strides=[2]), feeds,
           oracle="onnxruntime")
+
+
+@pytest.mark.parametrize("code", [TensorProto.INT2, TensorProto.UINT2, TensorProto.FLOAT6E2M3, TensorProto.FLOAT6E3M2])
+def test_quantize_dequantize_opset_25_types(code):
+    x = (RNG.standard_normal((2, 6)) * 3).astype(np.float32)
+    feeds = {"x": x, "s": np.array([0.5, 2.0], np.float32)}
+    q = check(node_model("QuantizeLinear", feeds, ["y"], opset=25, output_types={"y": code}, axis=0,
+                         output_dtype=code), feeds)[0]
+    feeds = {"q": q, "s": np.array([0.5, 2.0], np.float32)}
+    check(node_model("DequantizeLinear", feeds, ["y"], opset=25, output_types={"y": 1}, axis=0), feeds)
