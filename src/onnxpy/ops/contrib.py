@@ -6,7 +6,8 @@ import re
 
 import numpy as np
 
-from onnxpy.ops.quantize import conv, conv_pads, dequantize, dynamic_quantize_linear, quantize
+from onnxpy.ops.conv import conv
+from onnxpy.ops.quantize import dequantize, dynamic_quantize_linear, quantize
 from onnxpy.ops.rnn import lstm
 from onnxpy.ops.transformer import rotate, softmax
 from onnxpy.registry import kernel
@@ -93,10 +94,8 @@ def quick_gelu(X, *, alpha=1.702):
 def fused_conv(X, W, B=None, Z=None, *, activation=None, activation_params=None, auto_pad="NOTSET",
                dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
     """Conv + bias + optional sum input ``Z``, then the fused activation."""
-    y = conv(X, W, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape, pads=pads,
-             strides=strides).astype(X.dtype, copy=False)
-    if B is not None:
-        y = y + B.reshape((-1,) + (1,) * (X.ndim - 2))
+    y = conv(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape, pads=pads,
+             strides=strides)
     if Z is not None:
         y = y + Z
     return _activate(y, activation, activation_params)
@@ -253,6 +252,23 @@ def qlinear_global_average_pool(X, x_scale, x_zero_point, y_scale, y_zero_point,
     return _q(mean, y_scale, y_zero_point, X)
 
 
+def _pool_pads(in_shape, kernel_shape, *, auto_pad, dilations, pads, strides) -> list[tuple[int, int]]:
+    """(begin, end) padding per spatial axis for the pool's ``auto_pad``/``pads`` attributes."""
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        result = []
+        for size, k, d, s in zip(in_shape, kernel_shape, dilations, strides):
+            total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+            small = total // 2
+            result.append((small, total - small) if auto_pad == "SAME_UPPER" else (total - small, small))
+        return result
+    if auto_pad == "VALID" or pads is None:
+        return [(0, 0)] * len(in_shape)
+    if auto_pad != "NOTSET":
+        raise ValueError(f"unknown auto_pad {auto_pad!r}")
+    n = len(in_shape)
+    return list(zip(pads[:n], pads[n:]))
+
+
 @kernel("QLinearAveragePool", since=1, domain=MS)
 def qlinear_average_pool(X, x_scale, x_zero_point=None, y_scale=None, y_zero_point=None, *, auto_pad="NOTSET",
                          ceil_mode=0, channels_last=0, count_include_pad=0, kernel_shape, pads=None, strides=None):
@@ -262,7 +278,7 @@ def qlinear_average_pool(X, x_scale, x_zero_point=None, y_scale=None, y_zero_poi
         x = np.moveaxis(x, -1, 1)
     spatial = x.ndim - 2
     strides = list(strides or [1] * spatial)
-    base = conv_pads(x.shape[2:], kernel_shape, auto_pad=auto_pad, dilations=[1] * spatial, pads=pads,
+    base = _pool_pads(x.shape[2:], kernel_shape, auto_pad=auto_pad, dilations=[1] * spatial, pads=pads,
                      strides=strides)
     extra = [_ceil_extra(n, b, e, k, s) if ceil_mode else 0
              for n, (b, e), k, s in zip(x.shape[2:], base, kernel_shape, strides)]

@@ -6,10 +6,10 @@ import math
 
 import ml_dtypes
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from onnxpy import ir
 from onnxpy.ops._helpers import normalize_axis
+from onnxpy.ops.conv import conv
 from onnxpy.registry import kernel
 
 _FLOAT8 = frozenset(np.dtype(t) for t in (
@@ -167,56 +167,6 @@ def dynamic_quantize_linear(x):
     zero_point = _saturate_integer(np.clip(-lo / scale, 0, 255), np.dtype(np.uint8))
     y = _saturate_integer(np.rint(x / scale) + zero_point.astype(np.float32), np.dtype(np.uint8))
     return y, np.asarray(scale), np.asarray(zero_point)
-
-
-def conv_pads(in_shape, kernel_shape, *, auto_pad, dilations, pads, strides) -> list[tuple[int, int]]:
-    """(begin, end) padding per spatial axis for Conv's ``auto_pad``/``pads`` attributes."""
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        result = []
-        for size, k, d, s in zip(in_shape, kernel_shape, dilations, strides):
-            total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
-            small = total // 2
-            result.append((small, total - small) if auto_pad == "SAME_UPPER" else (total - small, small))
-        return result
-    if auto_pad == "VALID" or pads is None:
-        return [(0, 0)] * len(in_shape)
-    if auto_pad != "NOTSET":
-        raise ValueError(f"unknown auto_pad {auto_pad!r}")
-    n = len(in_shape)
-    return list(zip(pads[:n], pads[n:]))
-
-
-def conv(x: np.ndarray, w: np.ndarray, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
-         pads=None, strides=None) -> np.ndarray:
-    """Grouped N-D convolution (no bias) of ``x`` (N, C, *S) with ``w`` (M, C/group, *K), in the
-    inputs' common dtype."""
-    spatial = x.ndim - 2
-    if spatial < 1 or w.ndim != x.ndim:
-        raise ValueError(f"convolution input of shape {x.shape} and weight {w.shape} have incompatible ranks")
-    kernel_shape = list(kernel_shape or w.shape[2:])
-    if tuple(kernel_shape) != w.shape[2:]:
-        raise ValueError(f"kernel_shape {kernel_shape} does not match the weight shape {w.shape}")
-    dilations = list(dilations or [1] * spatial)
-    strides = list(strides or [1] * spatial)
-    n, c = x.shape[:2]
-    m = w.shape[0]
-    if c != w.shape[1] * group or m % group:
-        raise ValueError(f"input channels {c} and weight {w.shape} do not fit group={group}")
-    padding = conv_pads(x.shape[2:], kernel_shape, auto_pad=auto_pad, dilations=dilations, pads=pads,
-                        strides=strides)
-    xp = np.pad(x, [(0, 0), (0, 0), *padding])
-    span = [(k - 1) * d + 1 for k, d in zip(kernel_shape, dilations)]
-    win = sliding_window_view(xp, span, axis=tuple(range(2, x.ndim)))
-    win = win[(slice(None), slice(None), *(slice(None, None, s) for s in strides),
-               *(slice(None, None, d) for d in dilations))]
-    out_shape = win.shape[2:2 + spatial]
-    # (N, G, Cg, *O, *K) x (G, Mg, Cg, *K) -> (N, G, Mg, *O)
-    win = win.reshape(n, group, c // group, *out_shape, *kernel_shape)
-    wg = w.reshape(group, m // group, *w.shape[1:])
-    letters = "opqrstuvwxyz"[:spatial]
-    kletters = "ABCDEFGHIJKL"[:spatial]
-    y = np.einsum(f"ngc{letters}{kletters},gmc{kletters}->ngm{letters}", win, wg, optimize=True)
-    return y.reshape(n, m, *out_shape)
 
 
 def _zero_centered(q: np.ndarray, zero_point: np.ndarray | None, axis_of_vector: int) -> np.ndarray:
