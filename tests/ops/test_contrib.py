@@ -230,6 +230,7 @@ def test_multi_head_attention(case):
     if case == "bias_mask":
         feeds.update(bias=rand(3 * d), key_padding_mask=np.array([[1, 1, 0, 1], [1, 1, 1, 0]], np.int32),
                      attention_bias=rand(1, n, s, l))
+        outputs = ["Y", "present_key", "present_value", "qk"]  # qk: the masked, biased logits
     elif case == "unidirectional_past":
         feeds = {"query": rand(b, s, d), "key": rand(b, s, d), "value": rand(b, s, d), "bias": rand(3 * d),
                  "key_padding_mask": np.ones((b, s + 2), np.int32), "attention_bias": rand(b, n, s, s + 2),
@@ -385,3 +386,16 @@ def test_onnx_domain_contrib_norms(op, inputs, outputs, axis):
     ours = node_model(op, feeds, outputs, opset=1, domain=MS, output_types=types, axis=axis, epsilon=1e-3)
     theirs = node_model(op, feeds, outputs, opset=16, output_types=types, axis=axis, epsilon=1e-3)
     check(ours, feeds, expected=run_onnxruntime(theirs, feeds), atol=1e-5)
+
+
+@pytest.mark.parametrize("qk_output", [1, 2])
+def test_group_query_attention_qk_output(qk_output):
+    b, n, nkv, h, s = 1, 2, 1, 8, 3
+    feeds = {"query": rand(b, s, n * h), "key": rand(b, s, nkv * h), "value": rand(b, s, nkv * h)}
+    outs = ["Y", "present_key", "present_value", "qk"]
+    model = node_model("GroupQueryAttention", feeds, outs, opset=1, domain=MS, output_types=dict.fromkeys(outs, 1),
+                       num_heads=n, kv_num_heads=nkv, qk_output=qk_output,
+                       initializers={"seqlens_k": np.array([s - 1], np.int32),
+                                     "total_sequence_length": np.array(s, np.int32)})
+    model.graph.node[0].input[:] = ["query", "key", "value", "", "", "seqlens_k", "total_sequence_length"]
+    check(model, feeds, oracle="onnxruntime", rtol=1e-5, atol=1e-5)

@@ -436,9 +436,10 @@ def _merge_heads(x: np.ndarray) -> np.ndarray:
 
 
 def _sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, scale: float, bias: np.ndarray | None = None,
-          softcap: float = 0.0, sink: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+          softcap: float = 0.0, sink: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Attention of (B, N, S, H) queries over (B, Nkv, T, H) keys/values, the N heads grouped over
-    the Nkv ones, in float32: ``(softmax(q k^T * scale [softcapped] + bias) v, scaled q k^T)``;
+    the Nkv ones, in float32: ``(softmax(logits) v, logits, softmax(logits))`` with
+    ``logits = q k^T * scale``, softcapped, plus ``bias``;
     ``sink`` (one logit per head) joins each softmax row's denominator only."""
     b, n, s, h = q.shape
     nkv, t = k.shape[1], k.shape[2]
@@ -455,7 +456,7 @@ def _sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, scale: float, bias: np
     else:
         probs = softmax(logits)
     y = np.matmul(probs.reshape(b, nkv, n // nkv, s, t), _work(v)[:, :, None]).reshape(b, n, s, -1)
-    return y.astype(q.dtype), scores
+    return y.astype(q.dtype), logits, probs
 
 
 def _causal_bias(s: int, t: int, past: int, fill: float, window: int = -1) -> np.ndarray:
@@ -524,8 +525,8 @@ def multi_head_attention(query, key=None, value=None, bias=None, key_padding_mas
         mask = _add_bias(mask, _causal_bias(s, t, t - s, mask_filter_value))
     if attention_bias is not None:
         mask = _add_bias(mask, attention_bias.astype(np.float32))
-    y, scores = _sdpa(q, k, v, scale=scale or 1 / np.sqrt(h), bias=mask)
-    return (_merge_heads(y), k, v, scores.astype(query.dtype))[: max(ctx.num_outputs, 1)]
+    y, logits, _ = _sdpa(q, k, v, scale=scale or 1 / np.sqrt(h), bias=mask)
+    return (_merge_heads(y), k, v, logits.astype(query.dtype))[: max(ctx.num_outputs, 1)]
 
 
 @kernel("Attention", since=1, domain=MS)
@@ -554,7 +555,7 @@ def attention(input, weights, bias=None, mask_index=None, past=None, attention_b
         mask = _add_bias(mask, _causal_bias(s, t, t - s, mask_filter_value))
     if attention_bias is not None:
         mask = _add_bias(mask, attention_bias.astype(np.float32))
-    y, _ = _sdpa(q, k, v, scale=scale or 1 / np.sqrt(h), bias=mask)
+    y, _, _ = _sdpa(q, k, v, scale=scale or 1 / np.sqrt(h), bias=mask)
     y = _merge_heads(y)
     return (y, np.stack([k, v])) if ctx.num_outputs > 1 else y
 
@@ -600,10 +601,11 @@ def group_query_attention(query, key=None, value=None, past_key=None, past_value
         if attention_bias is not None:
             mask = mask + attention_bias[i if attention_bias.shape[0] > 1 else 0].astype(np.float32)
         sink = head_sink if head_sink is not None else (np.zeros(num_heads) if smooth_softmax == 1 else None)
-        y, qk = _sdpa(q[i:i + 1], present_k[i:i + 1], present_v[i:i + 1], scale=scale or 1 / np.sqrt(h),
-                      bias=mask, softcap=softcap, sink=sink)
+        y, logits, probs = _sdpa(q[i:i + 1], present_k[i:i + 1], present_v[i:i + 1],
+                                 scale=scale or 1 / np.sqrt(h), bias=mask, softcap=softcap, sink=sink)
         outputs.append(y)
-        scores.append(qk)
+        # qk_output 1: the logits, 0 where masked (onnxruntime leaves them unwritten); 2: probabilities
+        scores.append(np.where(np.isneginf(logits), np.float32(0), logits) if qk_output == 1 else probs)
     result = (_merge_heads(np.concatenate(outputs)), present_k, present_v)
     if ctx.num_outputs > 3:
         result += (np.concatenate(scores).astype(query.dtype),)
