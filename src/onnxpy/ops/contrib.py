@@ -9,7 +9,7 @@ import numpy as np
 from onnxpy.ops.conv import conv
 from onnxpy.ops.quantize import dequantize, dynamic_quantize_linear, quantize
 from onnxpy.ops.rnn import lstm
-from onnxpy.ops.transformer import rotate, softmax
+from onnxpy.ops.transformer import grouped_matmul, rotate, softmax
 from onnxpy.registry import kernel
 
 MS = "com.microsoft"
@@ -441,10 +441,8 @@ def _sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, scale: float, bias: np
     the Nkv ones, in float32: ``(softmax(logits) v, logits, softmax(logits))`` with
     ``logits = q k^T * scale``, softcapped, plus ``bias``;
     ``sink`` (one logit per head) joins each softmax row's denominator only."""
-    b, n, s, h = q.shape
-    nkv, t = k.shape[1], k.shape[2]
-    qg = _work(q).reshape(b, nkv, n // nkv, s, h)
-    scores = np.matmul(qg, _work(k).swapaxes(-1, -2)[:, :, None]).reshape(b, n, s, t) * np.float32(scale)
+    n = q.shape[1]
+    scores = grouped_matmul(_work(q), _work(k).swapaxes(-1, -2)) * np.float32(scale)
     logits = np.float32(softcap) * np.tanh(scores / np.float32(softcap)) if softcap > 0 else scores
     if bias is not None:
         logits = logits + bias
@@ -455,7 +453,7 @@ def _sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, scale: float, bias: np
         probs = e / (e.sum(axis=-1, keepdims=True) + np.exp(sink - peak))
     else:
         probs = softmax(logits)
-    y = np.matmul(probs.reshape(b, nkv, n // nkv, s, t), _work(v)[:, :, None]).reshape(b, n, s, -1)
+    y = grouped_matmul(probs, _work(v))
     return y.astype(q.dtype), logits, probs
 
 

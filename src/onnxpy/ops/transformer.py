@@ -10,9 +10,21 @@ from onnxpy.registry import kernel
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Softmax along ``axis``; a row that is entirely ``-inf`` gives zeros instead of NaN."""
     peak = np.max(x, axis=axis, keepdims=True)
-    e = np.exp(x - np.where(np.isneginf(peak), x.dtype.type(0), peak))
+    e = np.subtract(x, np.where(np.isneginf(peak), x.dtype.type(0), peak))
+    np.exp(e, out=e)
     total = np.sum(e, axis=axis, keepdims=True)
-    return e / np.where(total == 0, x.dtype.type(1), total)
+    e /= np.where(total == 0, x.dtype.type(1), total)
+    return e
+
+
+def grouped_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(B, N, S, X) @ (B, Nkv, X, Y) -> (B, N, S, Y), query head ``h`` using key/value head
+    ``h // (N / Nkv)``: the heads of a group are stacked along rows, so one BLAS GEMM serves each
+    group (broadcast 5-D matmuls are several times slower)."""
+    batch, heads, rows, inner = a.shape
+    kv_heads = b.shape[1]
+    stacked = a.reshape(batch, kv_heads, heads // kv_heads * rows, inner)
+    return np.matmul(stacked, b).reshape(batch, heads, rows, -1)
 
 
 def _split_heads(x: np.ndarray, num_heads: int | None) -> np.ndarray:
@@ -84,9 +96,7 @@ def attention(Q, K, V, attn_mask=None, past_key=None, past_value=None, nonpad_kv
     if heads % kv_heads or present_value.shape[1] != kv_heads:
         raise ValueError(f"{heads} query heads cannot be grouped over {kv_heads} key/value heads")
     root = dtype.type(np.sqrt(1 / np.sqrt(head_size) if scale is None else scale))
-    qg = (q.astype(dtype) * root).reshape(batch, kv_heads, heads // kv_heads, q_len, head_size)
-    kt = (present_key.astype(dtype) * root).swapaxes(-1, -2)[:, :, None]
-    raw = np.matmul(qg, kt).reshape(batch, heads, q_len, kv_len)
+    raw = grouped_matmul(q.astype(dtype) * root, (present_key.astype(dtype) * root).swapaxes(-1, -2))
     capped = softcap * np.tanh(raw / dtype.type(softcap)) if softcap > 0 else raw
 
     if nonpad_kv_seqlen is not None and past_key is None:
@@ -102,9 +112,7 @@ def attention(Q, K, V, attn_mask=None, past_key=None, past_value=None, nonpad_kv
         # a fully masked row yields zeros, not a uniform distribution or NaN
         probs = np.where(np.isneginf(bias.max(axis=-1, keepdims=True)), probs.dtype.type(0), probs)
     probs = probs.astype(dtype, copy=False)
-    vg = present_value.astype(dtype)[:, :, None]
-    y = np.matmul(probs.reshape(batch, kv_heads, heads // kv_heads, q_len, kv_len), vg)
-    y = y.reshape(batch, heads, q_len, -1)
+    y = grouped_matmul(probs, present_value.astype(dtype))
     if Q.ndim == 3:
         y = y.transpose(0, 2, 1, 3).reshape(batch, q_len, -1)
     outputs = [y.astype(out_dtype), present_key, present_value]
@@ -247,13 +255,11 @@ def flex_attention(Q, K, V, *, prob_mod=None, scale=None, score_mod=None, softma
         raise ValueError(f"{heads} query heads cannot be grouped over {kv_heads} key/value heads")
     dtype = ir.dtype_of(softmax_precision) if softmax_precision else \
         np.dtype(np.float64 if Q.dtype == np.float64 else np.float32)
-    qg = Q.astype(dtype).reshape(b, kv_heads, heads // kv_heads, length, head_size)
-    scores = np.matmul(qg, K.astype(dtype).swapaxes(-1, -2)[:, :, None]).reshape(b, heads, length, -1)
+    scores = grouped_matmul(Q.astype(dtype), K.astype(dtype).swapaxes(-1, -2))
     scores = scores * dtype.type(1 / np.sqrt(head_size) if scale is None else scale)
     if score_mod is not None:
         scores = np.asarray(score_mod(scores)[0], dtype)
     probs = softmax(scores)
     if prob_mod is not None:
         probs = np.asarray(prob_mod(probs)[0], dtype)
-    y = np.matmul(probs.reshape(b, kv_heads, heads // kv_heads, length, -1), V.astype(dtype)[:, :, None])
-    return y.reshape(b, heads, length, -1).astype(Q.dtype)
+    return grouped_matmul(probs, V.astype(dtype)).astype(Q.dtype)
