@@ -29,22 +29,31 @@ def _compute_dtype(dtype: np.dtype) -> np.dtype:
     return dtype if dtype in (np.float32, np.float16, ml_dtypes.bfloat16) else np.dtype(np.float32)
 
 
-def _broadcast_param(param: np.ndarray, shape: tuple[int, ...], axis: int, block_size: int) -> np.ndarray:
-    """A scale or zero point shaped to broadcast against ``shape``: scalar (per tensor), 1-D along
-    ``axis`` (per axis), or same rank with ``axis`` blocked by ``block_size`` (blocked)."""
-    if param.size == 1 and block_size <= 0:
-        return param.reshape(())
-    axis = normalize_axis(axis, len(shape))
+def _blocks(x: np.ndarray, params: list[np.ndarray | None], axis: int,
+            block_size: int) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """``x`` and its scale / zero point (None passes through) shaped to broadcast together: scalar
+    (per tensor), 1-D along ``axis`` (per axis), or same rank with ``axis`` blocked by ``block_size``
+    (blocked: ``x`` viewed as (…, blocks, block_size, …) when the blocks tile the axis)."""
+    scale = params[0]
+    if scale.size == 1 and block_size <= 0:
+        return x, [None if p is None else p.reshape(()) for p in params]
+    axis = normalize_axis(axis, x.ndim)
+    n = x.shape[axis]
     if block_size <= 0:
-        if param.ndim != 1 or param.shape[0] != shape[axis]:
-            raise ValueError(f"per-axis scale/zero point of shape {param.shape} does not match "
-                             f"dimension {shape[axis]} of axis {axis} of the input {shape}")
-        return param.reshape([-1 if i == axis else 1 for i in range(len(shape))])
-    expected = tuple(math.ceil(d / block_size) if i == axis else d for i, d in enumerate(shape))
-    if param.shape != expected:
-        raise ValueError(f"blocked scale/zero point of shape {param.shape} does not match input {shape} "
+        if scale.ndim != 1 or scale.shape[0] != n:
+            raise ValueError(f"per-axis scale/zero point of shape {scale.shape} does not match "
+                             f"dimension {n} of axis {axis} of the input {x.shape}")
+        along = [-1 if i == axis else 1 for i in range(x.ndim)]
+        return x, [None if p is None else p.reshape(along) for p in params]
+    expected = x.shape[:axis] + (math.ceil(n / block_size),) + x.shape[axis + 1:]
+    if any(p is not None and p.shape != expected for p in params):
+        raise ValueError(f"blocked scale/zero point of shape {scale.shape} does not match input {x.shape} "
                          f"with block_size {block_size} on axis {axis} (expected {expected})")
-    return np.repeat(param, block_size, axis=axis).take(np.arange(shape[axis]), axis=axis)
+    if n % block_size == 0:
+        view = x.reshape(x.shape[:axis] + (n // block_size, block_size) + x.shape[axis + 1:])
+        return view, [None if p is None else np.expand_dims(p, axis + 1) for p in params]
+    rows = np.arange(n) // block_size
+    return x, [None if p is None else p.take(rows, axis=axis) for p in params]
 
 
 def _saturate_integer(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -57,32 +66,36 @@ def quantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, dt
              axis: int = 1, saturate: int = 1, block_size: int = 0, precision: int = 0) -> np.ndarray:
     """``saturate(round(x / scale) + zero_point)`` as ``dtype``; see QuantizeLinear."""
     compute = ir.dtype_of(precision) if precision else _compute_dtype(scale.dtype)
-    scale = _broadcast_param(scale, x.shape, axis, block_size).astype(compute)
-    q = (x.astype(compute) / scale).astype(np.float32)
+    xv, (scale, zero_point) = _blocks(x, [scale, zero_point], axis, block_size)
+    q = np.divide(xv.astype(compute, copy=False), scale.astype(compute, copy=False)).astype(np.float32, copy=False)
     if _is_integer(dtype):
-        q = np.rint(q)  # before adding the zero point: rounding ties to even is on x / scale
+        info = ml_dtypes.iinfo(dtype)
+        np.rint(q, out=q)  # before adding the zero point: rounding ties to even is on x / scale
+        if zero_point is not None:
+            q += zero_point.astype(np.float32)
+        return np.clip(q, info.min, info.max, out=q).astype(dtype).reshape(x.shape)
     if zero_point is not None:
-        q = q + _broadcast_param(zero_point, x.shape, axis, block_size).astype(np.float32)
-    if _is_integer(dtype):
-        return _saturate_integer(q, dtype)
+        q += zero_point.astype(np.float32)
     if dtype in _FLOAT8 and saturate:
         limit = np.float32(ml_dtypes.finfo(dtype).max)
         clipped = np.clip(q, -limit, limit)
         # Saturation maps +-inf to +-max for the fn types but keeps them (hence NaN) for fnuz:
         # https://onnx.ai/onnx/operators/onnx__Cast.html
         q = np.where(np.isinf(q), q, clipped) if dtype in _FNUZ else clipped
-    return q.astype(dtype)
+    return q.astype(dtype).reshape(x.shape)
 
 
 def dequantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, dtype: np.dtype, *,
                axis: int = 1, block_size: int = 0) -> np.ndarray:
     """``(x - zero_point) * scale`` as ``dtype``; see DequantizeLinear."""
-    dx = x.astype(np.float32)
+    if zero_point is not None and zero_point.dtype != x.dtype:
+        raise TypeError(f"zero point type {zero_point.dtype} differs from the input type {x.dtype}")
+    xv, (scale, zero_point) = _blocks(x, [scale, zero_point], axis, block_size)
+    dx = xv.astype(np.float32)
     if zero_point is not None:
-        if zero_point.dtype != x.dtype:
-            raise TypeError(f"zero point type {zero_point.dtype} differs from the input type {x.dtype}")
-        dx = dx - _broadcast_param(zero_point, x.shape, axis, block_size).astype(np.float32)
-    return (dx * _broadcast_param(scale, x.shape, axis, block_size).astype(np.float32)).astype(dtype)
+        dx -= zero_point.astype(np.float32)
+    dx *= scale.astype(np.float32)
+    return dx.astype(dtype, copy=False).reshape(x.shape)
 
 
 def _quantized_type(zero_point: np.ndarray | None, output_dtype: int) -> np.dtype:
