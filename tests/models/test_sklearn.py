@@ -33,8 +33,8 @@ OPSETS = {"": 17, "ai.onnx.ml": 3}
 RTOL, ATOL = 1e-5, 1e-6
 
 
-def run_both(model_proto, feeds: dict) -> tuple[list, list]:
-    """onnxpy's outputs (checked equal at both optimization levels) and onnxruntime's."""
+def run_onnxpy(model_proto, feeds: dict) -> list:
+    """onnxpy's outputs, checked equal at both optimization levels."""
     data = model_proto.SerializeToString()
     results = []
     for level in (onnxpy.GraphOptimizationLevel.ORT_DISABLE_ALL, onnxpy.GraphOptimizationLevel.ORT_ENABLE_ALL):
@@ -42,25 +42,31 @@ def run_both(model_proto, feeds: dict) -> tuple[list, list]:
         options.graph_optimization_level = level
         results.append(onnxpy.InferenceSession(data, options).run(None, feeds))
     for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b) if not isinstance(a, list) else None
-    ort = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)
-    return results[-1], ort
-
-
-def check(model_proto, feeds, label=None, scores=None, rtol=RTOL, atol=ATOL) -> list:
-    """Compare onnxpy with onnxruntime on every output and with the library's labels / scores."""
-    ours, ort = run_both(model_proto, feeds)
-    assert len(ours) == len(ort)
-    for a, b in zip(ours, ort):
-        if isinstance(b, list):
-            assert len(a) == len(b) and all(x.keys() == y.keys() for x, y in zip(a, b))
-            np.testing.assert_allclose([list(x.values()) for x in a], [list(y.values()) for y in b], rtol, atol)
-            continue
-        assert np.asarray(a).dtype == np.asarray(b).dtype and np.shape(a) == np.shape(b)
-        if np.asarray(b).dtype.kind == "f":
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        if isinstance(a, list):
+            assert a == b
         else:
             np.testing.assert_array_equal(a, b)
+    return results[-1]
+
+
+def check(model_proto, feeds, label=None, scores=None, rtol=RTOL, atol=ATOL, onnxruntime_oracle=True) -> list:
+    """Compare onnxpy with the library's labels / scores and, unless ``onnxruntime_oracle`` is
+    off, with onnxruntime on every output."""
+    ours = run_onnxpy(model_proto, feeds)
+    if onnxruntime_oracle:
+        ort = onnxruntime.InferenceSession(model_proto.SerializeToString(),
+                                           providers=["CPUExecutionProvider"]).run(None, feeds)
+        assert len(ours) == len(ort)
+        for a, b in zip(ours, ort):
+            if isinstance(b, list):
+                assert len(a) == len(b) and all(x.keys() == y.keys() for x, y in zip(a, b))
+                np.testing.assert_allclose([list(x.values()) for x in a], [list(y.values()) for y in b], rtol, atol)
+                continue
+            assert np.asarray(a).dtype == np.asarray(b).dtype and np.shape(a) == np.shape(b)
+            if np.asarray(b).dtype.kind == "f":
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+            else:
+                np.testing.assert_array_equal(a, b)
     if label is not None:
         np.testing.assert_array_equal(np.asarray(ours[0]).ravel(), np.asarray(label).ravel())
     if scores is not None:
@@ -189,7 +195,10 @@ def test_tfidf_text_pipeline():
         warnings.simplefilter("ignore")
         proto = skl2onnx.convert_sklearn(model, initial_types=[("text", StringTensorType([None, 1]))],
                                          target_opset=OPSETS, options={id(model.steps[-1][1]): {"zipmap": False}})
-    check(proto, {"text": texts.reshape(-1, 1).astype(object)}, model.predict(texts), model.predict_proba(texts))
+    # onnxruntime's StringNormalizer needs the en_US.UTF-8 locale installed on the machine and
+    # fails to load the model without it, so scikit-learn alone is the oracle here.
+    check(proto, {"text": texts.reshape(-1, 1).astype(object)}, model.predict(texts), model.predict_proba(texts),
+          onnxruntime_oracle=False)
 
 
 @pytest.mark.parametrize("data", ["multiclass", "binary"])
