@@ -10,7 +10,7 @@ import torchvision
 from onnx import TensorProto
 
 from onnxpy.ops import conv as conv_module
-from onnxpy.ops.conv import window_geometry
+from onnxpy.ops._helpers import window_geometry
 from tests.ops._oracle import check, node_model, run_onnxpy
 
 RNG = np.random.default_rng(0)

@@ -1,9 +1,12 @@
 """Logic shared by kernels of several families: axes, broadcasting, padding arithmetic, dtypes."""
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
+from numpy.polynomial import chebyshev
 
 
 def normalize_axis(axis: int, rank: int) -> int:
@@ -23,3 +26,161 @@ def normalize_axes(axes: Sequence[int] | np.ndarray | None, rank: int) -> tuple[
 def as_dtype_of(value: Any, like: np.ndarray) -> np.ndarray:
     """``value`` as an array with exactly ``like``'s dtype (no float64 from Python scalars)."""
     return np.asarray(value, dtype=like.dtype)
+
+
+def compute_dtype(dtype: np.dtype, integers: np.dtype | type | None = None) -> np.dtype:
+    """The dtype arithmetic on ``dtype`` runs in: floats narrower than 32 bits (float16, bfloat16,
+    float8) as float32, integers and booleans as ``integers`` when given, anything else itself."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iub":
+        return np.dtype(integers) if integers is not None else dtype
+    return np.dtype(np.float32) if dtype.itemsize < 4 else dtype
+
+
+def widen(x: np.ndarray, need_float: bool = False) -> np.ndarray:
+    """``x`` in a dtype numpy computes accurately (and with BLAS) in: narrow floats as float32,
+    and, when ``need_float``, integers as float64; the caller casts the result back."""
+    return x.astype(compute_dtype(x.dtype, np.float64 if need_float else None), copy=False)
+
+
+def ints(values) -> list[int]:
+    """A scalar, 1-D integer tensor or list as a list of Python ints."""
+    return np.asarray(values, dtype=np.int64).reshape(-1).tolist()
+
+
+def zero_of(dtype: np.dtype) -> np.ndarray:
+    """The 0-d default fill value of ``dtype``: 0, False, or the empty string for strings."""
+    return np.array("", dtype=object) if dtype == object else np.zeros((), dtype=dtype)
+
+
+def scalar_int(value, what: str) -> int:
+    """An integer scalar or 1-element 1-D tensor input as a Python int; ValueError otherwise."""
+    arr = np.asarray(value)
+    if arr.size != 1 or arr.ndim > 1 or arr.dtype.kind not in "iu":
+        raise ValueError(f"{what} must be an integer scalar or 1-element 1-D tensor, got {arr.dtype} {arr.shape}")
+    return int(arr.reshape(-1)[0])
+
+
+def truth(value: Any, what: str) -> bool:
+    """The truth of a one-element tensor (a condition input); ValueError for any other size."""
+    arr = np.asarray(value)
+    if arr.size != 1:
+        raise ValueError(f"{what} must hold exactly one element, got shape {arr.shape}")
+    return bool(arr.reshape(-1)[0])
+
+
+def present(value: np.ndarray | None) -> bool:
+    """Whether an optional input is given and non-empty (an empty tensor stands for "absent")."""
+    return value is not None and np.asarray(value).size > 0
+
+
+def positions(indices, size: int, op: str) -> np.ndarray:
+    """``indices`` into an axis of length ``size`` as non-negative int64; negatives count from
+    the end; ValueError outside ``[-size, size)``."""
+    idx = np.asarray(indices).astype(np.int64, copy=False)
+    if idx.size and (idx.min() < -size or idx.max() >= size):
+        bad = idx[(idx < -size) | (idx >= size)].reshape(-1)[0]
+        raise ValueError(f"{op}: index {bad} is out of range for an axis of size {size}")
+    return np.where(idx < 0, idx + size, idx) if idx.size and idx.min() < 0 else idx
+
+
+def _erf_polynomial(radius: float, degree: int) -> np.ndarray:
+    """Power coefficients, in ``t = 2x²/radius² - 1``, of erf(x)/x interpolated at Chebyshev points."""
+    def erf_over_x(t: np.ndarray) -> np.ndarray:
+        x = np.sqrt((t + 1) * radius * radius / 2)
+        return np.array([math.erf(v) / v if v else 2 / math.sqrt(math.pi) for v in x])
+
+    return chebyshev.cheb2poly(chebyshev.chebinterpolate(erf_over_x, degree))
+
+
+# numpy has no erf: |x| is clipped where erf rounds to 1, then erf(x) = x·P(x²) (about 3 ulps in
+# float32, 100 in float64).
+_ERF = {np.dtype(dt): (radius, _erf_polynomial(radius, degree).astype(dt))
+        for dt, radius, degree in ((np.float32, 4.0, 16), (np.float64, 6.0, 40))}
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function, element-wise, in ``x``'s dtype (computed in float32 or float64)."""
+    work = np.dtype(np.float64 if x.dtype == np.float64 else np.float32)
+    radius, coefficients = _ERF[work]
+    z = np.clip(x.astype(work, copy=False), -radius, radius)
+    t = z * z
+    t *= 2 / (radius * radius)
+    t -= 1
+    acc = np.full_like(t, coefficients[-1])
+    for c in coefficients[-2::-1]:
+        acc *= t
+        acc += c
+    acc *= z
+    return acc.astype(x.dtype, copy=False)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """``exp(min(x, 0)) / (1 + exp(-|x|))``: no overflow, and relative accuracy in both tails."""
+    zero, one = x.dtype.type(0), x.dtype.type(1)
+    return np.exp(np.minimum(x, zero)) / (one + np.exp(-np.abs(x)))
+
+
+def per_axis(values: Sequence[int] | None, n: int, default: int, name: str) -> list[int]:
+    """An ints attribute with one value per spatial axis (``default`` on each when absent)."""
+    if values is None:
+        return [default] * n
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} values, expected {n} (one per spatial axis)")
+    return [int(v) for v in values]
+
+
+def window_geometry(in_shape: Sequence[int], kernel_shape: Sequence[int], strides: Sequence[int],
+                    dilations: Sequence[int], pads: Sequence[int] | None, auto_pad: str,
+                    ceil_mode: int = 0) -> tuple[list[int], list[int], list[int]]:
+    """Output spatial shape and the (begin, end) padding of a sliding window, per spatial axis.
+
+    SAME_* pad so that ``out = ceil(in / stride)``, the odd unit at the end for SAME_UPPER and at
+    the beginning for SAME_LOWER; with ``ceil_mode`` the last window must start inside the input or
+    its begin padding (https://onnx.ai/onnx/operators/onnx__MaxPool.html)."""
+    n = len(in_shape)
+    span = [(k - 1) * d + 1 for k, d in zip(kernel_shape, dilations)]
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        out = [-(-i // s) for i, s in zip(in_shape, strides)]
+        total = [max(0, (o - 1) * s + w - i) for o, s, w, i in zip(out, strides, span, in_shape)]
+        small = [t // 2 for t in total]
+        begin = small if auto_pad == "SAME_UPPER" else [t - h for t, h in zip(total, small)]
+        end = [t - b for t, b in zip(total, begin)]
+    elif auto_pad in ("NOTSET", "VALID"):
+        pads = per_axis(pads if auto_pad == "NOTSET" else None, 2 * n, 0, "pads")
+        begin, end = pads[:n], pads[n:]
+        out = []
+        for i, s, w, b, e in zip(in_shape, strides, span, begin, end):
+            o = (i + b + e - w) // s + 1
+            if ceil_mode and (i + b + e - w) % s and o * s < i + b:
+                o += 1
+            out.append(o)
+    else:
+        raise ValueError(f"auto_pad must be NOTSET, SAME_UPPER, SAME_LOWER or VALID, not {auto_pad!r}")
+    if min(out, default=1) < 1:
+        raise ValueError(f"input spatial shape {list(in_shape)} is too small for kernel {list(kernel_shape)}, "
+                         f"dilations {list(dilations)} and pads {begin + end}")
+    return out, begin, end
+
+
+def pad_spatial(x: np.ndarray, begin: Sequence[int], end: Sequence[int], value=0) -> np.ndarray:
+    """``x`` with its axes from 2 on padded by ``value``; ``x`` itself when there is no padding."""
+    if not any(begin) and not any(end):
+        return x
+    shape = x.shape[:2] + tuple(d + b + e for d, b, e in zip(x.shape[2:], begin, end))
+    out = np.empty(shape, dtype=x.dtype)
+    out[(...,) + tuple(slice(b, b + d) for b, d in zip(begin, x.shape[2:]))] = x
+    for axis, (b, e) in enumerate(zip(begin, end), start=2):
+        lead = (slice(None),) * axis
+        out[lead + (slice(0, b),)] = value
+        out[lead + (slice(shape[axis] - e, None),)] = value
+    return out
+
+
+def windows(xp: np.ndarray, kernel_shape: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
+            out: Sequence[int]) -> np.ndarray:
+    """A read-only (N, C, *kernel, *out) view of the sliding windows of ``xp`` (N, C, *spatial)."""
+    n_st, c_st, *sp = xp.strides
+    shape = xp.shape[:2] + tuple(kernel_shape) + tuple(out)
+    st = (n_st, c_st) + tuple(s * d for s, d in zip(sp, dilations)) + tuple(s * t for s, t in zip(sp, strides))
+    return as_strided(xp, shape, st, writeable=False)

@@ -6,14 +6,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.ops._helpers import normalize_axis
+from onnxpy.ops._helpers import normalize_axis, truth
 from onnxpy.registry import kernel
 
 
 @kernel("If", since=1)
 def if_(cond, *, then_branch, else_branch):
     """Run ``then_branch`` or ``else_branch``; their outputs (tensors, sequences, optionals) are the node's."""
-    return tuple((then_branch if _truth(cond, "If condition") else else_branch)())
+    return tuple((then_branch if truth(cond, "If condition") else else_branch)())
 
 
 @kernel("Loop", since=1)
@@ -21,7 +21,7 @@ def loop(M, cond, *v_initial, body, ctx):
     """Run ``body(i, cond, *carried)`` while ``i < M`` and ``cond`` hold; returns the final
     loop-carried values, then each scan output stacked along a new first axis."""
     trip_count = None if M is None else int(np.asarray(M).reshape(-1)[0])
-    keep_going = True if cond is None else _truth(cond, "Loop input cond")
+    keep_going = True if cond is None else truth(cond, "Loop input cond")
     carried = list(v_initial)
     n = len(carried)
     graph_outputs = ctx.node.attributes["body"].outputs[1 + n:]
@@ -32,7 +32,7 @@ def loop(M, cond, *v_initial, body, ctx):
     # loop with neither M nor cond endless.
     while keep_going and (trip_count is None or i < trip_count):
         outs = body(np.asarray(i, dtype=np.int64), np.asarray(keep_going), *carried)
-        keep_going = _truth(outs[0], "Loop body condition output")
+        keep_going = truth(outs[0], "Loop body condition output")
         carried = outs[1:1 + n]
         for acc, value in zip(collected, outs[1 + n:]):
             acc.append(value)
@@ -118,10 +118,3 @@ def _stack(items: list[np.ndarray], axis: int, info: ir.ValueInfo) -> np.ndarray
     shape = [d if isinstance(d, int) else 0 for d in t.shape]
     axis = normalize_axis(axis, len(shape) + 1)
     return np.empty(shape[:axis] + [0] + shape[axis:], dtype=t.dtype)
-
-
-def _truth(value: Any, what: str) -> bool:
-    arr = np.asarray(value)
-    if arr.size != 1:
-        raise ValueError(f"{what} must hold exactly one element, got shape {arr.shape}")
-    return bool(arr.reshape(-1)[0])

@@ -5,7 +5,7 @@ patch view of the padded input is copied into a small, cache-resident ``(group, 
 buffer and multiplied by the ``(group, M/group, C/group * K)`` weights in one batched matmul written
 straight into the output. Depthwise convolution is the ``C/group == 1`` case: one tiny GEMM per
 channel, which beats tap-by-tap accumulation in numpy. Unpadded 1x1 convolutions skip the copy.
-The window geometry here also serves the pooling ops.
+The window geometry, shared with the pooling ops, lives in ``_helpers``.
 """
 from __future__ import annotations
 
@@ -14,82 +14,12 @@ import math
 from typing import Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
+from onnxpy.ops._helpers import compute_dtype, pad_spatial, per_axis, window_geometry, windows
 from onnxpy.registry import kernel
 
 _COLS_BUDGET = 1 << 20  # elements of the im2col buffer: a band of output rows at a time stays in cache
 _MIN_GEMM_COLUMNS = 256  # but each GEMM gets at least this many output positions
-
-
-def compute_dtype(dtype: np.dtype) -> np.dtype:
-    """The dtype arithmetic runs in: float32 for float16/bfloat16, else the input's own."""
-    return np.dtype(np.float32) if dtype.itemsize < 4 and dtype.kind not in "iub" else np.dtype(dtype)
-
-
-def per_axis(values: Sequence[int] | None, n: int, default: int, name: str) -> list[int]:
-    """An ints attribute with one value per spatial axis (``default`` on each when absent)."""
-    if values is None:
-        return [default] * n
-    if len(values) != n:
-        raise ValueError(f"{name} has {len(values)} values, expected {n} (one per spatial axis)")
-    return [int(v) for v in values]
-
-
-def window_geometry(in_shape: Sequence[int], kernel_shape: Sequence[int], strides: Sequence[int],
-                    dilations: Sequence[int], pads: Sequence[int] | None, auto_pad: str,
-                    ceil_mode: int = 0) -> tuple[list[int], list[int], list[int]]:
-    """Output spatial shape and the (begin, end) padding of a sliding window, per spatial axis.
-
-    SAME_* pad so that ``out = ceil(in / stride)``, the odd unit at the end for SAME_UPPER and at
-    the beginning for SAME_LOWER; with ``ceil_mode`` the last window must start inside the input or
-    its begin padding (https://onnx.ai/onnx/operators/onnx__MaxPool.html)."""
-    n = len(in_shape)
-    span = [(k - 1) * d + 1 for k, d in zip(kernel_shape, dilations)]
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        out = [-(-i // s) for i, s in zip(in_shape, strides)]
-        total = [max(0, (o - 1) * s + w - i) for o, s, w, i in zip(out, strides, span, in_shape)]
-        small = [t // 2 for t in total]
-        begin = small if auto_pad == "SAME_UPPER" else [t - h for t, h in zip(total, small)]
-        end = [t - b for t, b in zip(total, begin)]
-    elif auto_pad in ("NOTSET", "VALID"):
-        pads = per_axis(pads if auto_pad == "NOTSET" else None, 2 * n, 0, "pads")
-        begin, end = pads[:n], pads[n:]
-        out = []
-        for i, s, w, b, e in zip(in_shape, strides, span, begin, end):
-            o = (i + b + e - w) // s + 1
-            if ceil_mode and (i + b + e - w) % s and o * s < i + b:
-                o += 1
-            out.append(o)
-    else:
-        raise ValueError(f"auto_pad must be NOTSET, SAME_UPPER, SAME_LOWER or VALID, not {auto_pad!r}")
-    if min(out, default=1) < 1:
-        raise ValueError(f"input spatial shape {list(in_shape)} is too small for kernel {list(kernel_shape)}, "
-                         f"dilations {list(dilations)} and pads {begin + end}")
-    return out, begin, end
-
-
-def pad_spatial(x: np.ndarray, begin: Sequence[int], end: Sequence[int], value=0) -> np.ndarray:
-    """``x`` with its axes from 2 on padded by ``value``; ``x`` itself when there is no padding."""
-    if not any(begin) and not any(end):
-        return x
-    shape = x.shape[:2] + tuple(d + b + e for d, b, e in zip(x.shape[2:], begin, end))
-    out = np.empty(shape, dtype=x.dtype)
-    out[(...,) + tuple(slice(b, b + d) for b, d in zip(begin, x.shape[2:]))] = x
-    for axis, (b, e) in enumerate(zip(begin, end), start=2):
-        lead = (slice(None),) * axis
-        out[lead + (slice(0, b),)] = value
-        out[lead + (slice(shape[axis] - e, None),)] = value
-    return out
-
-
-def windows(xp: np.ndarray, kernel_shape: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
-            out: Sequence[int]) -> np.ndarray:
-    """A read-only (N, C, *kernel, *out) view of the sliding windows of ``xp`` (N, C, *spatial)."""
-    n_st, c_st, *sp = xp.strides
-    shape = xp.shape[:2] + tuple(kernel_shape) + tuple(out)
-    st = (n_st, c_st) + tuple(s * d for s, d in zip(sp, dilations)) + tuple(s * t for s, t in zip(sp, strides))
-    return as_strided(xp, shape, st, writeable=False)
 
 
 def _conv(x: np.ndarray, w: np.ndarray, group: int, strides: list[int], dilations: list[int],

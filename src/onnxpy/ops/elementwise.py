@@ -14,10 +14,9 @@ from typing import Any, Callable
 
 import ml_dtypes
 import numpy as np
-from numpy.polynomial import chebyshev
 
 from onnxpy import ir
-from onnxpy.ops._helpers import normalize_axis
+from onnxpy.ops._helpers import erf, normalize_axis, sigmoid
 from onnxpy.registry import kernel
 
 _KEYWORD = inspect.Parameter.KEYWORD_ONLY
@@ -110,36 +109,6 @@ def _variadic(op: str, fn: Callable) -> Callable:
     return run
 
 
-def _erf_polynomial(radius: float, degree: int) -> np.ndarray:
-    """Power coefficients, in ``t = 2x²/radius² - 1``, of erf(x)/x interpolated at Chebyshev points."""
-    def erf_over_x(t: np.ndarray) -> np.ndarray:
-        x = np.sqrt((t + 1) * radius * radius / 2)
-        return np.array([math.erf(v) / v if v else 2 / math.sqrt(math.pi) for v in x])
-
-    return chebyshev.cheb2poly(chebyshev.chebinterpolate(erf_over_x, degree))
-
-
-# numpy has no erf: |x| is clipped where erf rounds to 1, then erf(x) = x·P(x²) (about 3 ulps in
-# float32, 100 in float64).
-_ERF = {np.dtype(dt): (radius, _erf_polynomial(radius, degree).astype(dt))
-        for dt, radius, degree in ((np.float32, 4.0, 16), (np.float64, 6.0, 40))}
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    work = np.dtype(np.float64 if x.dtype == np.float64 else np.float32)
-    radius, coefficients = _ERF[work]
-    z = np.clip(x.astype(work, copy=False), -radius, radius)
-    t = z * z
-    t *= 2 / (radius * radius)
-    t -= 1
-    acc = np.full_like(t, coefficients[-1])
-    for c in coefficients[-2::-1]:
-        acc *= t
-        acc += c
-    acc *= z
-    return acc.astype(x.dtype, copy=False)
-
-
 def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, _scalar(x, 0))
 
@@ -148,11 +117,6 @@ def _signed_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(max(x, 0), min(x, 0))``: piecewise activations as sums, as np.where is slow on mixed signs."""
     zero = _scalar(x, 0)
     return np.maximum(x, zero), np.minimum(x, zero)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """``exp(min(x, 0)) / (1 + exp(-|x|))``: no overflow, and relative accuracy in both tails."""
-    return np.exp(np.minimum(x, _scalar(x, 0))) / (_scalar(x, 1) + np.exp(-np.abs(x)))
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
@@ -197,14 +161,14 @@ def _pow(base: np.ndarray, exponent: np.ndarray) -> np.ndarray:
 _UNARY = {  # op: (function, first since_version)
     "Acos": (np.arccos, 7), "Acosh": (np.arccosh, 9), "Asin": (np.arcsin, 7), "Asinh": (np.arcsinh, 9),
     "Atan": (np.arctan, 7), "Atanh": (np.arctanh, 9), "BitwiseNot": (np.invert, 18), "Cos": (np.cos, 7),
-    "Cosh": (np.cosh, 9), "Erf": (_erf, 9), "HardSwish": (_hard_swish, 14), "IsNaN": (np.isnan, 9),
+    "Cosh": (np.cosh, 9), "Erf": (erf, 9), "HardSwish": (_hard_swish, 14), "IsNaN": (np.isnan, 9),
     "Mish": (_mish, 18), "Not": (np.logical_not, 1), "Round": (np.rint, 11), "Sign": (np.sign, 9),
     "Sin": (np.sin, 7), "Sinh": (np.sinh, 9), "Softplus": (_softplus, 1), "Softsign": (_softsign, 1),
     "Tan": (np.tan, 7),
 }
 _UNARY_SINCE_1 = {  # opset 1 has `consumed_inputs`, opset 6 drops it
     "Abs": np.abs, "Ceil": np.ceil, "Exp": np.exp, "Floor": np.floor, "Log": np.log, "Neg": np.negative,
-    "Reciprocal": np.reciprocal, "Relu": _relu, "Sigmoid": _sigmoid, "Sqrt": np.sqrt, "Tanh": np.tanh,
+    "Reciprocal": np.reciprocal, "Relu": _relu, "Sigmoid": sigmoid, "Sqrt": np.sqrt, "Tanh": np.tanh,
 }
 _ARITHMETIC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _div}  # legacy forms at 1 and 6
 _LOGICAL = {  # legacy form at 1
@@ -383,7 +347,7 @@ def shrink(x, *, bias=0.0, lambd=0.5):
 def gelu(x, *, approximate="none"):
     """``x * Φ(x)``, with Φ the standard normal CDF or, for approximate="tanh", its tanh estimate."""
     if approximate == "none":
-        cdf = _erf(x * _scalar(x, 1 / math.sqrt(2)))
+        cdf = erf(x * _scalar(x, 1 / math.sqrt(2)))
     elif approximate == "tanh":
         cdf = np.tanh((x + _scalar(x, 0.044715) * x * x * x) * _scalar(x, math.sqrt(2 / math.pi)))
     else:
@@ -394,7 +358,7 @@ def gelu(x, *, approximate="none"):
 @kernel("Swish", since=24)
 def swish(x, *, alpha=1.0):
     """``x * sigmoid(alpha * x)``."""
-    return np.asarray(x * _sigmoid(x * _scalar(x, alpha)))
+    return np.asarray(x * sigmoid(x * _scalar(x, alpha)))
 
 
 @kernel("IsInf", since=10)

@@ -13,15 +13,10 @@ import math
 
 import numpy as np
 
-from onnxpy.ops._helpers import normalize_axis
+from onnxpy.ops._helpers import compute_dtype, normalize_axis, present
 from onnxpy.registry import kernel
 
 _SUPPORT = {"linear": 1, "cubic": 2}  # filter half-width in input pixels
-
-
-def _compute_dtype(dtype: np.dtype) -> np.dtype:
-    """The float type interpolation runs in: float64 stays, everything else uses float32."""
-    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 
 def _cast_back(y: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -122,10 +117,6 @@ def _interpolate_axis(x: np.ndarray, axis: int, idx: np.ndarray, weights: np.nda
     return out
 
 
-def _present(value: np.ndarray | None) -> bool:
-    return value is not None and np.asarray(value).size > 0
-
-
 def _resize(x: np.ndarray, roi, scales, sizes, *, mode: str, coordinate_transformation_mode: str,
             nearest_mode: str, cubic_coeff_a: float = -0.75, exclude_outside: int = 0,
             extrapolation_value: float = 0.0, antialias: int = 0, axes=None,
@@ -136,9 +127,9 @@ def _resize(x: np.ndarray, roi, scales, sizes, *, mode: str, coordinate_transfor
     if len(set(axes)) != len(axes):
         raise ValueError(f"Resize axes {axes} contain duplicates")
     n_in = [x.shape[a] for a in axes]
-    if _present(sizes) and _present(scales):
+    if present(sizes) and present(scales):
         raise ValueError("Resize takes only one of 'scales' and 'sizes'")
-    if _present(sizes):
+    if present(sizes):
         sizes = [int(s) for s in np.asarray(sizes).reshape(-1)]
         if len(sizes) != len(axes):
             raise ValueError(f"Resize sizes has {len(sizes)} values for {len(axes)} axes")
@@ -150,7 +141,7 @@ def _resize(x: np.ndarray, roi, scales, sizes, *, mode: str, coordinate_transfor
             scale = [common] * len(axes)
             sizes = [int(common * i + 0.5) for i in n_in]
         out_len = [float(s) for s in sizes]
-    elif _present(scales):
+    elif present(scales):
         scale = [float(s) for s in np.asarray(scales, dtype=np.float32).reshape(-1)]
         if len(scale) != len(axes):
             raise ValueError(f"Resize scales has {len(scale)} values for {len(axes)} axes")
@@ -162,14 +153,14 @@ def _resize(x: np.ndarray, roi, scales, sizes, *, mode: str, coordinate_transfor
         raise ValueError("Resize needs one of 'scales' and 'sizes'")
     crop = coordinate_transformation_mode == "tf_crop_and_resize"
     if crop:
-        if not _present(roi):
+        if not present(roi):
             raise ValueError("coordinate_transformation_mode 'tf_crop_and_resize' needs a roi input")
         roi = [float(r) for r in np.asarray(roi).reshape(-1)]
         if len(roi) == 2 * rank and len(axes) != rank:
             roi = [roi[a] for a in axes] + [roi[rank + a] for a in axes]
         if len(roi) != 2 * len(axes):
             raise ValueError(f"Resize roi has {len(roi)} values, expected {2 * len(axes)}")
-    y = x if mode == "nearest" else x.astype(_compute_dtype(x.dtype), copy=False)
+    y = x if mode == "nearest" else x.astype(compute_dtype(x.dtype, np.float32), copy=False)
     # shrinking axes first keeps the intermediate results small; among equals, the innermost
     # axis (the slowest to gather along) goes first
     for i in sorted(range(len(axes)), key=lambda i: (sizes[i] / max(n_in[i], 1), -axes[i])):
@@ -276,7 +267,7 @@ def _grid_sample(x: np.ndarray, grid: np.ndarray, mode: str, padding_mode: str, 
     k = len(dims)
     if grid.shape[0] != n or grid.shape[-1] != k:
         raise ValueError(f"GridSample grid of shape {grid.shape} does not fit input of shape {x.shape}")
-    ctype = _compute_dtype(x.dtype)
+    ctype = compute_dtype(x.dtype, np.float32)
     out_spatial = grid.shape[1:-1]
     g = grid.reshape(n, -1, k).astype(ctype)
     axis_taps = []
@@ -389,7 +380,7 @@ def _roi_align(x, rois, batch_indices, *, mode, output_height, output_width, sam
         grid_h = np.ceil(roi_h / ph).astype(np.int64)
         grid_w = np.ceil(roi_w / pw).astype(np.int64)
     batch = np.asarray(batch_indices).astype(np.intp).reshape(-1)
-    ctype = _compute_dtype(x.dtype)
+    ctype = compute_dtype(x.dtype, np.float32)
     out = np.zeros((len(rois), c, ph, pw), dtype=ctype)
     for gh, gw in set(zip(grid_h.tolist(), grid_w.tolist())):
         if gh <= 0 or gw <= 0:
@@ -464,15 +455,15 @@ def non_max_suppression(boxes, scores, max_output_boxes_per_class=None, iou_thre
     if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.ndim != 3 or scores.shape[0] != boxes.shape[0] \
             or scores.shape[2] != boxes.shape[1]:
         raise ValueError(f"NonMaxSuppression boxes {boxes.shape} and scores {scores.shape} do not match")
-    limit = int(np.asarray(max_output_boxes_per_class).reshape(-1)[0]) if _present(max_output_boxes_per_class) else 0
-    iou_limit = float(np.asarray(iou_threshold).reshape(-1)[0]) if _present(iou_threshold) else 0.0
+    limit = int(np.asarray(max_output_boxes_per_class).reshape(-1)[0]) if present(max_output_boxes_per_class) else 0
+    iou_limit = float(np.asarray(iou_threshold).reshape(-1)[0]) if present(iou_threshold) else 0.0
     corners = _corners(boxes, center_point_box)
     selected = []
     pairs = itertools.product(range(scores.shape[0]), range(scores.shape[1])) if limit > 0 else ()
     for b, cls in pairs:
         s = scores[b, cls]
         order = np.argsort(-s.astype(np.float64), kind="stable")
-        if _present(score_threshold):
+        if present(score_threshold):
             order = order[s[order] > np.asarray(score_threshold).reshape(-1)[0]]
         kept = []
         while order.size and len(kept) < limit:

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from onnxpy.ops.reduce import widen
+from onnxpy.ops._helpers import widen
 from onnxpy.registry import kernel
 
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from onnxpy import ir
+from onnxpy.ops._helpers import compute_dtype
 from onnxpy.registry import kernel
 
 ML = "ai.onnx.ml"
@@ -334,7 +335,7 @@ def _tree_scores(forest: _Forest, x: np.ndarray, aggregate: str) -> tuple[np.nda
     """Aggregated leaf weights [N, K] (float64; 0 where no leaf weighs in) and whether any did."""
     if aggregate not in _AGGREGATES:
         raise ValueError(f"unknown aggregate_function {aggregate!r}: expected one of {list(_AGGREGATES)}")
-    work = np.float64 if x.dtype == np.float64 else np.float32
+    work = compute_dtype(x.dtype, np.float32)
     rows = _rows(x)
     if rows.dtype != work:
         rows = rows.astype(work)

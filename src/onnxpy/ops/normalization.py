@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.ops._helpers import normalize_axes, normalize_axis
-from onnxpy.ops.conv import compute_dtype
+from onnxpy.ops._helpers import compute_dtype, normalize_axes, normalize_axis
 from onnxpy.registry import kernel
 
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from onnxpy.ops.conv import compute_dtype, pad_spatial, per_axis, window_geometry, windows
+from onnxpy.ops._helpers import compute_dtype, pad_spatial, per_axis, window_geometry, windows
 from onnxpy.registry import kernel
 
 

@@ -5,23 +5,10 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import ml_dtypes
 import numpy as np
 
-from onnxpy.ops._helpers import normalize_axes, normalize_axis
+from onnxpy.ops._helpers import normalize_axes, normalize_axis, scalar_int, widen
 from onnxpy.registry import kernel
-
-_HALF = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
-
-
-def widen(x: np.ndarray, need_float: bool = False) -> np.ndarray:
-    """``x`` in a dtype numpy computes accurately (and with BLAS) in: halves as float32, and,
-    when ``need_float``, integers as float64; the caller casts the result back."""
-    if x.dtype in _HALF:
-        return x.astype(np.float32)
-    if need_float and x.dtype.kind in "iub":
-        return x.astype(np.float64)
-    return x
 
 
 def _extreme(ufunc: np.ufunc, lowest: bool) -> Callable:
@@ -125,16 +112,9 @@ _register_arg("ArgMax", np.argmax)
 _register_arg("ArgMin", np.argmin)
 
 
-def _scalar_int(value, what: str) -> int:
-    arr = np.asarray(value)
-    if arr.size != 1 or arr.ndim > 1 or arr.dtype.kind not in "iu":
-        raise ValueError(f"{what} must be an integer scalar or 1-element 1-D tensor, got {arr.dtype} {arr.shape}")
-    return int(arr.reshape(-1)[0])
-
-
 def _accumulate(ufunc: np.ufunc, x: np.ndarray, axis, exclusive: int, reverse: int) -> np.ndarray:
     """CumSum/CumProd: a running ``ufunc`` along ``axis``, optionally exclusive and/or reversed."""
-    axis = normalize_axis(_scalar_int(axis, "axis"), x.ndim)
+    axis = normalize_axis(scalar_int(axis, "axis"), x.ndim)
     work = widen(x)
     if reverse:
         work = np.flip(work, axis)
@@ -267,14 +247,14 @@ def top_k_1(X, *, axis=-1, k):
 @kernel("TopK", since=10)
 def top_k_10(X, K, *, axis=-1):
     """Opset 10: ``K`` is a 1-element int64 input; the largest values, sorted."""
-    return _top_k(X, _scalar_int(K, "K"), axis, 1)
+    return _top_k(X, scalar_int(K, "K"), axis, 1)
 
 
 @kernel("TopK", since=11)
 def top_k(X, K, *, axis=-1, largest=1, sorted=1):
     """Opset 11+: ``largest`` selects largest or smallest; results are always sorted (the
     order is undefined by the spec when ``sorted`` is 0)."""
-    return _top_k(X, _scalar_int(K, "K"), axis, largest)
+    return _top_k(X, scalar_int(K, "K"), axis, largest)
 
 
 def _nll(log_prob: np.ndarray, target: np.ndarray, weight: np.ndarray | None, reduction: str,

@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from onnxpy.ops._helpers import compute_dtype, sigmoid
 from onnxpy.registry import kernel
 
 Activation = Callable[[np.ndarray], np.ndarray]
@@ -19,7 +20,7 @@ Activation = Callable[[np.ndarray], np.ndarray]
 _ACTIVATIONS: dict[str, tuple[bool, bool, float, float, Callable]] = {
     "relu": (False, False, 0.0, 0.0, lambda x, a, b: np.maximum(x, 0)),
     "tanh": (False, False, 0.0, 0.0, lambda x, a, b: np.tanh(x)),
-    "sigmoid": (False, False, 0.0, 0.0, lambda x, a, b: 1 / (1 + np.exp(-x))),
+    "sigmoid": (False, False, 0.0, 0.0, lambda x, a, b: sigmoid(x)),
     "affine": (True, True, 0.0, 0.0, lambda x, a, b: a * x + b),
     "leakyrelu": (True, False, 0.01, 0.0, lambda x, a, b: np.where(x >= 0, x, a * x)),
     "thresholdedrelu": (True, False, 0.0, 0.0, lambda x, a, b: np.where(x >= a, x, 0)),
@@ -174,7 +175,7 @@ def _recurrent(cell: Cell, n_gates: int, default_acts: list[str], X, W, R, B, se
         raise ValueError(f"direction must be forward, reverse or bidirectional, got {direction!r}")
     num_dir = 2 if direction == "bidirectional" else 1
     out_dtype = X.dtype
-    dt = np.dtype(np.float32) if X.dtype.itemsize < 4 else X.dtype
+    dt = compute_dtype(X.dtype)
     x = X.astype(dt, copy=False)
     if layout:
         x = x.transpose(1, 0, 2)

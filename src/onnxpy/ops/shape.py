@@ -8,18 +8,8 @@ import ml_dtypes
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.ops._helpers import normalize_axes, normalize_axis
+from onnxpy.ops._helpers import ints, normalize_axes, normalize_axis, zero_of
 from onnxpy.registry import kernel
-
-
-def ints(values) -> list[int]:
-    """A scalar, 1-D integer tensor or list as a list of Python ints."""
-    return np.asarray(values, dtype=np.int64).reshape(-1).tolist()
-
-
-def zero_of(dtype: np.dtype) -> np.ndarray:
-    """The 0-d default fill value of ``dtype``: 0, False, or the empty string for strings."""
-    return np.array("", dtype=object) if dtype == object else np.zeros((), dtype=dtype)
 
 
 def _frozen(value: np.ndarray) -> np.ndarray:

@@ -6,21 +6,10 @@ import math
 
 import numpy as np
 
-from onnxpy.ops._helpers import normalize_axis
-from onnxpy.ops.shape import zero_of
+from onnxpy.ops._helpers import normalize_axis, positions, zero_of
 from onnxpy.registry import kernel
 
 _REDUCTIONS = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
-
-
-def _positions(indices, size, op):
-    """``indices`` into an axis of length ``size`` as non-negative int64; negatives count from
-    the end; ValueError outside ``[-size, size)``."""
-    idx = np.asarray(indices).astype(np.int64, copy=False)
-    if idx.size and (idx.min() < -size or idx.max() >= size):
-        bad = idx[(idx < -size) | (idx >= size)].reshape(-1)[0]
-        raise ValueError(f"{op}: index {bad} is out of range for an axis of size {size}")
-    return np.where(idx < 0, idx + size, idx) if idx.size and idx.min() < 0 else idx
 
 
 def _element_index(shape, indices, axis, op):
@@ -35,7 +24,7 @@ def _element_index(shape, indices, axis, op):
     if any(i > d for a, (i, d) in enumerate(zip(indices.shape, shape)) if a != axis):
         raise ValueError(f"{op}: indices shape {indices.shape} exceeds data shape {shape} off axis {axis}")
     index = [np.arange(n).reshape([-1 if a == d else 1 for a in range(rank)]) for d, n in enumerate(indices.shape)]
-    index[axis] = _positions(indices, shape[axis], op)
+    index[axis] = positions(indices, shape[axis], op)
     return tuple(index)
 
 
@@ -44,7 +33,7 @@ def _nd_index(shape, indices, op):
     k = indices.shape[-1] if indices.ndim else 0
     if indices.ndim == 0 or k > len(shape):
         raise ValueError(f"{op}: indices of shape {indices.shape} do not index data of rank {len(shape)}")
-    return tuple(_positions(indices[..., j], shape[j], op) for j in range(k))
+    return tuple(positions(indices[..., j], shape[j], op) for j in range(k))
 
 
 def _scatter(data, index, updates, reduction, op):
@@ -67,7 +56,7 @@ def gather(data, indices, *, axis=0):
     if data.ndim == 0:
         raise ValueError("Gather needs data of rank >= 1, got a scalar")
     axis = normalize_axis(axis, data.ndim)
-    return np.take(data, _positions(indices, data.shape[axis], "Gather"), axis=axis)
+    return np.take(data, positions(indices, data.shape[axis], "Gather"), axis=axis)
 
 
 @kernel("GatherElements", since=11)
