@@ -55,14 +55,15 @@ NUMPY_REDUCE = {
     "ReduceMax": lambda x, a, k: np.max(x, axis=a, keepdims=k),
     "ReduceMin": lambda x, a, k: np.min(x, axis=a, keepdims=k),
 }
-REDUCE_CASES = [(op, v) for op in NUMPY_REDUCE for v in versions(op)]
+# negative axes are defined from opset 11
+REDUCE_CASES = [(op, v, axes, keepdims) for op in NUMPY_REDUCE for v in versions(op)
+                for axes, keepdims in [((1,), 1), ((0, 2), 0), (None, 1), (None, 0), ((-1,), 1)]
+                if v >= 11 or axes is None or min(axes) >= 0]
 
 
-@pytest.mark.parametrize("op,opset", REDUCE_CASES, ids=[f"{o}-{v}" for o, v in REDUCE_CASES])
-@pytest.mark.parametrize("axes,keepdims", [((1,), 1), ((0, 2), 0), (None, 1), (None, 0), ((-1,), 1)])
+@pytest.mark.parametrize("op,opset,axes,keepdims", REDUCE_CASES,
+                         ids=[f"{o}-{v}-{a}-{k}" for o, v, a, k in REDUCE_CASES])
 def test_reduce_every_version(op, opset, axes, keepdims):
-    if opset == 1 and axes is not None and min(axes) < 0:
-        pytest.skip("negative axes are defined from opset 11")
     x = RNG.uniform(0.5, 2.0, size=(3, 4, 5)).astype(np.float32)
     model, feeds = reduce_model(op, x, axes, opset, keepdims=keepdims)
     want = NUMPY_REDUCE[op](x.astype(np.float64), None if axes is None else tuple(axes), bool(keepdims))
@@ -161,13 +162,15 @@ def arg_oracle(x, axis, keepdims, last, maximum):
     return np.expand_dims(out, axis) if keepdims else out
 
 
+# select_last_index is defined from opset 12, a negative axis from opset 11
+ARG_CASES = [(opset, axis, keepdims, last) for opset in [1, 11, 12, 13]
+             for axis, keepdims in [(0, 1), (1, 0), (-1, 1)] for last in [0, 1]
+             if (opset >= 12 or not last) and (opset >= 11 or axis >= 0)]
+
+
 @pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
-@pytest.mark.parametrize("opset", [1, 11, 12, 13])
-@pytest.mark.parametrize("axis,keepdims", [(0, 1), (1, 0), (-1, 1)])
-@pytest.mark.parametrize("last", [0, 1])
+@pytest.mark.parametrize("opset,axis,keepdims,last", ARG_CASES)
 def test_arg_extreme(op, opset, axis, keepdims, last):
-    if opset < 12 and last or opset == 1 and axis < 0:
-        pytest.skip("select_last_index from opset 12, negative axis from 11")
     x = RNG.integers(0, 3, size=(3, 4, 5)).astype(np.float32)  # many ties
     attrs = {"axis": axis, "keepdims": keepdims}
     if opset >= 12:
@@ -258,11 +261,9 @@ def coerced_oracle(op, x, axis):
 
 
 @pytest.mark.parametrize("op", ROWS)
-@pytest.mark.parametrize("opset", [1, 11])
-@pytest.mark.parametrize("axis", [None, 0, 2, -1])
+@pytest.mark.parametrize("opset,axis", [(1, None), (1, 0), (1, 2), (11, None), (11, 0), (11, 2), (11, -1)])
 def test_softmax_family_old_versions_coerce_to_2d(op, opset, axis):
-    if opset == 1 and axis is not None and axis < 0:
-        pytest.skip("negative axis from opset 11")
+    """Negative axes are defined from opset 11."""
     x = RNG.normal(size=(2, 3, 4)).astype(np.float32)
     attrs = {} if axis is None else {"axis": axis}
     model = node_model(op, {"x": x}, ["y"], opset=opset, **attrs)
@@ -320,13 +321,11 @@ def topk_oracle(x, k, axis, largest):
     return np.moveaxis(values, -1, axis), np.moveaxis(idx, -1, axis)
 
 
-@pytest.mark.parametrize("opset", versions("TopK"))
+@pytest.mark.parametrize("opset,largest", [(v, largest) for v in versions("TopK") for largest in [1, 0]
+                                            if v >= 11 or largest])  # `largest` from opset 11
 @pytest.mark.parametrize("axis", [-1, 0, 1])
-@pytest.mark.parametrize("largest", [1, 0])
 @pytest.mark.parametrize("k", [0, 3, 5])
 def test_topk(opset, axis, largest, k):
-    if opset < 11 and not largest:
-        pytest.skip("largest from opset 11")
     x = RNG.integers(0, 4, size=(5, 6)).astype(np.float32)  # many ties
     if opset == 1:
         model, feeds = node_model("TopK", {"x": x}, ["v", "i"], opset=1, axis=axis, k=k), {"x": x}

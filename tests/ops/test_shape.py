@@ -27,6 +27,13 @@ def cases(op, since=1, until=10**6):
     return pytest.mark.parametrize("opset", versions(op, since, until))
 
 
+def cases_with(op, name, since):
+    """Parametrize ``opset`` and ``name`` over the versions of ``op`` and each value of ``since``
+    (value -> first opset that defines it), valid combinations only."""
+    return pytest.mark.parametrize(f"opset,{name}", [(v, value) for v in versions(op) for value, first in since.items()
+                                                     if v >= first])
+
+
 def arr(values, dtype=I64):
     return np.asarray(values, dtype=dtype)
 
@@ -232,11 +239,8 @@ def test_unsqueeze(opset):
     check(node_model("Unsqueeze", feeds, ["y"], opset=opset, **attrs), feeds, expected=[x.reshape(1, 3, 4, 1)])
 
 
-@cases("Flatten")
-@pytest.mark.parametrize("axis", [0, 1, 3, -1])
+@cases_with("Flatten", "axis", {0: 1, 1: 1, 3: 1, -1: 11})  # negative axes from opset 11
 def test_flatten(opset, axis):
-    if axis < 0 and opset < 11:
-        pytest.skip("negative axes are defined from opset 11")
     x = rand(2, 3, 4)
     k = axis % 3 if axis < 0 else axis
     check(node_model("Flatten", {"x": x}, ["y"], opset=opset, axis=axis), {"x": x},
@@ -283,11 +287,10 @@ RANGES = [(3, 9, 3), (10, 4, -2), (0, 1, 0.25), (5, 5, 1), (1, 10, -1), (-3, 4, 
 
 
 @cases("Range")
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.int32, np.int64])
-@pytest.mark.parametrize("start,limit,delta", RANGES)
+@pytest.mark.parametrize("dtype,start,limit,delta", [
+    (dtype, *r) for dtype in [np.float32, np.float64, np.int16, np.int32, np.int64] for r in RANGES
+    if np.dtype(dtype).kind == "f" or r[2] == int(r[2])])  # no fractional delta for an integer type
 def test_range(opset, dtype, start, limit, delta):
-    if np.dtype(dtype).kind == "i" and delta != int(delta):
-        pytest.skip("fractional delta for an integer type")
     feeds = {"start": np.array(start, dtype), "limit": np.array(limit, dtype), "delta": np.array(delta, dtype)}
     n = max(int(np.ceil((limit - start) / delta)), 0)
     want = np.array([start + i * delta for i in range(n)], dtype=dtype)
@@ -402,11 +405,8 @@ def _pad_model(opset, x, pads, mode, value=None, axes=None):
     return node_model("Pad", names, ["y"], opset=opset, mode=mode), feeds
 
 
-@cases("Pad")
-@pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "wrap"])
+@cases_with("Pad", "mode", {"constant": 1, "reflect": 1, "edge": 1, "wrap": 19})
 def test_pad(opset, mode):
-    if mode == "wrap" and opset < 19:
-        pytest.skip(f"{mode} mode is not defined at opset {opset}")
     x = rand(3, 4)
     model, feeds = _pad_model(opset, x, [1, 2, 2, 1], mode, value=1.5 if mode == "constant" else None)
     extra = {"constant_values": 1.5} if mode == "constant" else {}
@@ -447,22 +447,16 @@ def _depth_to_space(x, b, mode):
     return t.reshape(n, c // b // b, h * b, w * b)
 
 
-@cases("DepthToSpace")
-@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+@cases_with("DepthToSpace", "mode", {"DCR": 1, "CRD": 11})
 def test_depth_to_space(opset, mode):
-    if mode == "CRD" and opset < 11:
-        pytest.skip("CRD mode is defined from opset 11")
     x = rand(2, 8, 3, 2)
     attrs = {"blocksize": 2, **({"mode": mode} if opset >= 11 else {})}
     check(node_model("DepthToSpace", {"x": x}, ["y"], opset=opset, **attrs), {"x": x},
           expected=[_depth_to_space(x, 2, mode)])
 
 
-@cases("SpaceToDepth")
-@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+@cases_with("SpaceToDepth", "mode", {"DCR": 1, "CRD": 28})
 def test_space_to_depth_inverts_depth_to_space(opset, mode):
-    if mode == "CRD" and opset < 28:
-        pytest.skip("CRD mode is defined from opset 28")
     want = rand(2, 12, 2, 3)
     x = _depth_to_space(want, 2, mode)
     attrs = {"blocksize": 2, **({"mode": mode} if opset >= 28 else {})}

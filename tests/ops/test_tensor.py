@@ -118,11 +118,18 @@ def test_scatter_elements(op, opset, axis):
     np.testing.assert_array_equal(data, frozen)
 
 
-@cases("ScatterElements", since=16)
-@pytest.mark.parametrize("reduction", ["add", "mul", "max", "min"])
+# the first opset that defines each reduction of ScatterElements / ScatterND
+REDUCTION_SINCE = {"none": 11, "add": 16, "mul": 16, "max": 18, "min": 18}
+
+
+def reduction_cases(op, reductions):
+    """``(opset, reduction)`` for every version of ``op`` that defines the reduction."""
+    return pytest.mark.parametrize("opset,reduction", [(v, r) for v in versions(op) for r in reductions
+                                                       if v >= REDUCTION_SINCE[r]])
+
+
+@reduction_cases("ScatterElements", ["add", "mul", "max", "min"])
 def test_scatter_elements_reduction(opset, reduction):
-    if reduction in ("max", "min") and opset < 18:
-        pytest.skip("max/min reductions are defined from opset 18")
     data = np.arange(12, dtype=np.int32).reshape(3, 4)
     idx = np.array([[1, 1, 2], [1, 0, 2]], I64)  # duplicates: (1, 0) twice
     upd = np.array([[5, -7, 2], [3, 4, 9]], np.int32)
@@ -139,11 +146,8 @@ def _scatter_nd_loop(data, idx, upd, reduce):
     return out
 
 
-@cases("ScatterND")
-@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+@reduction_cases("ScatterND", ["none", "add", "mul", "max", "min"])
 def test_scatter_nd(opset, reduction):
-    if reduction != "none" and opset < 16 or reduction in ("max", "min") and opset < 18:
-        pytest.skip(f"{reduction} reduction is not defined at opset {opset}")
     data = rand(4, 3, 2)
     idx = np.array([[[1, -1]], [[3, 0]], [[1, 2]]], I64) if reduction == "none" else np.array([[[1, 2]], [[1, 2]]], I64)
     upd = rand(*idx.shape[:-1], 2)
