@@ -14,7 +14,7 @@ F, I64, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
 RNG = np.random.default_rng(7)
 
 
-def model(nodes, inputs, outputs, opset):
+def model(nodes, inputs, outputs, opset=18):
     """A model of ``nodes``; ``inputs``/``outputs`` are ValueInfoProtos."""
     graph = helper.make_graph(nodes, "g", inputs, outputs)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

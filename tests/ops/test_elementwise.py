@@ -2,7 +2,6 @@
 computations written from the operator docs (old opsets, which the node suite never builds)."""
 from __future__ import annotations
 
-import inspect
 import math
 
 import ml_dtypes
@@ -54,28 +53,13 @@ def elem(dtype):
     return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
 
-def _schema_default(attr):
-    if attr.required:
-        return inspect.Parameter.empty
-    if not attr.default_value.type:
-        return None
-    value = helper.get_attribute_value(attr.default_value)
-    return value.decode() if isinstance(value, bytes) else value
-
-
 @pytest.mark.parametrize("op", MY_OPS)
-def test_every_schema_version_resolves_to_a_matching_kernel(op):
-    for since in REGISTRY.versions("", op):
-        assert onnx.defs.get_schema(op, since, "").since_version == since
+def test_every_schema_version_has_a_kernel(op):
+    """Attribute sets and defaults of each served version are checked in tests/test_registry.py."""
     schemas = [s for s in onnx.defs.get_all_schemas_with_history() if s.domain == "" and s.name == op]
     assert schemas
     for schema in schemas:
-        spec = REGISTRY.resolve("", op, schema.since_version)
-        assert spec is not None, f"{op}-{schema.since_version} has no kernel"
-        assert spec.attributes == set(schema.attributes), f"{op}-{schema.since_version}"
-        params = inspect.signature(spec.fn).parameters
-        for name, attr in schema.attributes.items():
-            assert params[name].default == _schema_default(attr), f"{op}-{schema.since_version}.{name}"
+        assert REGISTRY.resolve("", op, schema.since_version) is not None, f"{op}-{schema.since_version} has no kernel"
 
 
 # Unary ops against onnx.reference at their latest opset, with inputs inside their domains.

@@ -8,24 +8,10 @@ import pytest
 from onnx import TensorProto, helper
 
 from tests.ops._oracle import check, run_onnxpy
+from tests.ops.test_control_flow import model, seq_vi, vi
 
 F, I64, I32 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32
 RNG = np.random.default_rng(3)
-
-
-def model(nodes, inputs, outputs, opset=18):
-    graph = helper.make_graph(nodes, "g", inputs, outputs)
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 8 if opset < 21 else 10
-    return m
-
-
-def vi(name, elem=F, shape=None):
-    return helper.make_tensor_value_info(name, elem, shape)
-
-
-def seq_vi(name, elem=F):
-    return helper.make_tensor_sequence_value_info(name, elem, None)
 
 
 def opt_vi(name, inner):

@@ -1,4 +1,5 @@
-"""Logic shared by kernels of several families: axes, broadcasting, padding arithmetic, dtypes."""
+"""Logic shared by kernels of several families: axes and indices, scalar inputs, compute dtypes,
+erf and sigmoid, and the sliding-window and padding arithmetic of convolution and pooling."""
 from __future__ import annotations
 
 import math
@@ -53,6 +54,11 @@ def zero_of(dtype: np.dtype) -> np.ndarray:
     return np.array("", dtype=object) if dtype == object else np.zeros((), dtype=dtype)
 
 
+def first(value) -> Any:
+    """The first (normally the only) element of a scalar or 1-element tensor input, as a Python scalar."""
+    return np.asarray(value).reshape(-1)[0].item()
+
+
 def scalar_int(value, what: str) -> int:
     """An integer scalar or 1-element 1-D tensor input as a Python int; ValueError otherwise."""
     arr = np.asarray(value)
@@ -101,7 +107,7 @@ _ERF = {np.dtype(dt): (radius, _erf_polynomial(radius, degree).astype(dt))
 
 def erf(x: np.ndarray) -> np.ndarray:
     """The error function, element-wise, in ``x``'s dtype (computed in float32 or float64)."""
-    work = np.dtype(np.float64 if x.dtype == np.float64 else np.float32)
+    work = compute_dtype(x.dtype, np.float32)
     radius, coefficients = _ERF[work]
     z = np.clip(x.astype(work, copy=False), -radius, radius)
     t = z * z

@@ -6,7 +6,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.ops._helpers import normalize_axis, truth
+from onnxpy.ops._helpers import first, normalize_axis, truth
 from onnxpy.registry import kernel
 
 
@@ -20,7 +20,7 @@ def if_(cond, *, then_branch, else_branch):
 def loop(M, cond, *v_initial, body, ctx):
     """Run ``body(i, cond, *carried)`` while ``i < M`` and ``cond`` hold; returns the final
     loop-carried values, then each scan output stacked along a new first axis."""
-    trip_count = None if M is None else int(np.asarray(M).reshape(-1)[0])
+    trip_count = None if M is None else int(first(M))
     keep_going = True if cond is None else truth(cond, "Loop input cond")
     carried = list(v_initial)
     n = len(carried)

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from onnxpy.ops._helpers import compute_dtype, normalize_axis, present
+from onnxpy.ops._helpers import compute_dtype, first, normalize_axis, present
 from onnxpy.registry import kernel
 
 _SUPPORT = {"linear": 1, "cubic": 2}  # filter half-width in input pixels
@@ -455,8 +455,8 @@ def non_max_suppression(boxes, scores, max_output_boxes_per_class=None, iou_thre
     if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.ndim != 3 or scores.shape[0] != boxes.shape[0] \
             or scores.shape[2] != boxes.shape[1]:
         raise ValueError(f"NonMaxSuppression boxes {boxes.shape} and scores {scores.shape} do not match")
-    limit = int(np.asarray(max_output_boxes_per_class).reshape(-1)[0]) if present(max_output_boxes_per_class) else 0
-    iou_limit = float(np.asarray(iou_threshold).reshape(-1)[0]) if present(iou_threshold) else 0.0
+    limit = int(first(max_output_boxes_per_class)) if present(max_output_boxes_per_class) else 0
+    iou_limit = float(first(iou_threshold)) if present(iou_threshold) else 0.0
     corners = _corners(boxes, center_point_box)
     selected = []
     pairs = itertools.product(range(scores.shape[0]), range(scores.shape[1])) if limit > 0 else ()

@@ -852,7 +852,7 @@ def _per_feature(values, x: np.ndarray, dtype) -> np.ndarray:
 @kernel("Scaler", since=1, domain=ML)
 def scaler(X, *, offset=None, scale=None):
     """``(X - offset) * scale`` as float."""
-    work = np.float64 if X.dtype == np.float64 else np.float32
+    work = compute_dtype(X.dtype, np.float32)
     x = X.astype(work, copy=False)
     return ((x - _per_feature(offset or [0.0], X, work)) * _per_feature(scale or [1.0], X, work)).astype(np.float32)
 

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.ops._helpers import normalize_axis
+from onnxpy.ops._helpers import first, normalize_axis
 from onnxpy.registry import kernel
 
 
@@ -128,7 +128,7 @@ def optional_get_element(input):
 def _position(position: np.ndarray, n: int, op: str, end_ok: bool = False) -> int:
     """``position`` as an index into a sequence of ``n``, negative values counting from the back;
     ``end_ok`` also accepts ``n`` (an insertion at the end)."""
-    p = int(np.asarray(position).reshape(-1)[0])
+    p = int(first(position))
     high = n if end_ok else n - 1
     if not -n <= p <= high:
         raise ValueError(f"{op} position {p} is out of range [{-n}, {high}]")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.ops._helpers import normalize_axis
+from onnxpy.ops._helpers import first, normalize_axis
 from onnxpy.registry import kernel
 
 
@@ -29,7 +29,7 @@ def _from_complex(z: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def _length(value, default: int) -> int:
     if value is None or np.asarray(value).size == 0:
         return default
-    n = int(np.asarray(value).reshape(-1)[0])
+    n = int(first(value))
     if n <= 0:
         raise ValueError(f"DFT/STFT length must be positive, got {n}")
     return n
@@ -59,7 +59,7 @@ def dft_17(input, dft_length=None, *, axis=1, inverse=0, onesided=0):
 @kernel("DFT", since=20)
 def dft_20(input, dft_length=None, axis=None, *, inverse=0, onesided=0):
     """DFT-20: the axis is an optional input (default -2)."""
-    return _dft(input, dft_length, -2 if axis is None else int(np.asarray(axis).reshape(-1)[0]), inverse, onesided)
+    return _dft(input, dft_length, -2 if axis is None else int(first(axis)), inverse, onesided)
 
 
 @kernel("STFT", since=17)
@@ -67,7 +67,7 @@ def stft(signal, frame_step, window=None, frame_length=None, *, onesided=1):
     """Short-time Fourier transform: (batch, frames, bins, 2)."""
     if signal.ndim != 3:
         raise ValueError(f"STFT signal must be (batch, length, 1|2), got shape {signal.shape}")
-    step = int(np.asarray(frame_step).reshape(-1)[0])
+    step = int(first(frame_step))
     if step <= 0:
         raise ValueError(f"STFT frame_step must be positive, got {step}")
     length = signal.shape[1]
@@ -89,7 +89,7 @@ def stft(signal, frame_step, window=None, frame_length=None, *, onesided=1):
 
 def _cosine_window(size, periodic: int, output_datatype: int, coeffs: tuple[float, ...]) -> np.ndarray:
     """sum_k (-1)^k a_k cos(2 pi k n / N), N = size (periodic) or size - 1 (symmetric)."""
-    n = int(np.asarray(size).reshape(-1)[0])
+    n = int(first(size))
     if n < 0:
         raise ValueError(f"window size must be non-negative, got {n}")
     denom = n if periodic else n - 1
@@ -122,10 +122,10 @@ def blackman_window(size, *, output_datatype=1, periodic=1):
 def mel_weight_matrix(num_mel_bins, dft_length, sample_rate, lower_edge_hertz, upper_edge_hertz, *,
                       output_datatype=1):
     """Triangular mel filter bank, (dft_length // 2 + 1, num_mel_bins)."""
-    n_mel = int(np.asarray(num_mel_bins).reshape(-1)[0])
-    n_dft = int(np.asarray(dft_length).reshape(-1)[0])
-    rate = float(np.asarray(sample_rate).reshape(-1)[0])
-    low, high = (float(np.asarray(v).reshape(-1)[0]) for v in (lower_edge_hertz, upper_edge_hertz))
+    n_mel = int(first(num_mel_bins))
+    n_dft = int(first(dft_length))
+    rate = float(first(sample_rate))
+    low, high = (float(first(v)) for v in (lower_edge_hertz, upper_edge_hertz))
     if n_mel <= 0 or n_dft <= 0 or rate <= 0 or not 0 <= low < high:
         raise ValueError("MelWeightMatrix needs positive bins, dft_length, sample_rate and 0 <= lower < upper edge")
     low_mel, high_mel = (2595 * np.log10(1 + f / 700) for f in (low, high))

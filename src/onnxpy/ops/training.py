@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from onnxpy.ops._helpers import first
 from onnxpy.registry import kernel
 
 DOMAIN = "ai.onnx.preview.training"
@@ -23,7 +24,7 @@ def _groups(inputs: tuple, count: int, op: str) -> list[tuple[np.ndarray, ...]]:
 
 
 def _scalar(value) -> float:
-    return float(np.asarray(value).reshape(-1)[0])
+    return float(first(value))
 
 
 def _gather(results: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
