@@ -187,13 +187,13 @@ def _layernorm_nodes(square: str, affine: bool, axes_input: bool):
 
 @pytest.mark.parametrize("square", ["Pow", "Mul"])
 @pytest.mark.parametrize("affine", [True, False])
-@pytest.mark.parametrize("opset", [14, 18])
+@pytest.mark.parametrize("opset", [17, 18])
 def test_layernorm_pattern_fuses(square, affine, opset):
     inits = [_const("two", np.float32(2)), _const("eps", np.float32(1e-5)), _const("gamma", _x(8)), _const("beta", _x(8)),
              _const("axes", np.array([-1]))]
     proto = _model(_layernorm_nodes(square, affine, opset >= 18), ["N", 3, 8], ["N", 3, 8], inits, opset)
     ops, model = _check(proto, fuse_layer_normalization, [_x(2, 3, 8) * 3 + 1], removed=8 if affine else 6)
-    assert ops == ["LayerNormalization"] and model.graph.nodes[0].opset == (17 if opset < 17 else None)
+    assert ops == ["LayerNormalization"] and model.graph.nodes[0].opset is None
 
 
 def test_layernorm_pattern_with_shared_mean_stays():
@@ -229,11 +229,20 @@ GELU_CONSTANTS = {"sqrt2": math.sqrt(2), "inv_sqrt2": 1 / math.sqrt(2), "one": 1
 
 @pytest.mark.parametrize("nodes", [_gelu_erf("div"), _gelu_erf("mul"), _gelu_erf("half_first"), _gelu_tanh("pow"),
                                    _gelu_tanh("mul")], ids=["erf_div", "erf_mul", "erf_half_first", "tanh_pow", "tanh_mul"])
-def test_gelu_pattern_fuses(nodes):
+@pytest.mark.parametrize("opset", [14, 20])
+def test_gelu_pattern_fuses(nodes, opset):
+    """Opset 20 on: the standard Gelu; before: onnxruntime's com.microsoft Gelu / FastGelu (tanh)."""
     inits = [_const(k, np.float32(v)) for k, v in GELU_CONSTANTS.items()]
-    ops, model = _check(_model(nodes, ["N", 6], ["N", 6], inits, 14), fuse_gelu, [_x(3, 6) * 3], removed=len(nodes) - 1)
-    assert ops == ["Gelu"] and model.graph.nodes[0].opset == 20
-    assert model.graph.nodes[0].attributes.get("approximate", "none") == ("tanh" if "Tanh" in [n.op_type for n in nodes] else "none")
+    ops, model = _check(_model(nodes, ["N", 6], ["N", 6], inits, opset), fuse_gelu, [_x(3, 6) * 3],
+                        removed=len(nodes) - 1)
+    fused = model.graph.nodes[0]
+    tanh = "Tanh" in [n.op_type for n in nodes]
+    if opset >= 20:
+        assert ops == ["Gelu"] and not fused.domain
+        assert fused.attributes.get("approximate", "none") == ("tanh" if tanh else "none")
+    else:
+        assert ops == ["FastGelu" if tanh else "Gelu"] and fused.domain == "com.microsoft"
+        assert model.opset_imports["com.microsoft"] == 1
 
 
 def test_gelu_with_wrong_constant_stays():
@@ -241,11 +250,20 @@ def test_gelu_with_wrong_constant_stays():
     _check(_model(_gelu_erf("div"), ["N", 6], ["N", 6], inits, 14), fuse_gelu, [_x(3, 6)])
 
 
-def test_swish_and_hardswish_fuse():
-    nodes = [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["x", "s"], ["a"]),
-             helper.make_node("HardSigmoid", ["a"], ["h"], alpha=1 / 6), helper.make_node("Mul", ["h", "a"], ["y"])]
-    ops, model = _check(_model(nodes, [2, 5], [2, 5], opset=13), fuse_swish, [_x(2, 5) * 4], removed=2)
-    assert ops == ["Swish", "HardSwish"] and [n.opset for n in model.graph.nodes] == [24, 14]
+def _swish_nodes():
+    return [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["x", "s"], ["a"]),
+            helper.make_node("HardSigmoid", ["a"], ["h"], alpha=1 / 6), helper.make_node("Mul", ["h", "a"], ["y"])]
+
+
+def test_swish_and_hardswish_fuse_to_standard_ops():
+    ops, model = _check(_model(_swish_nodes(), [2, 5], [2, 5], opset=24), fuse_swish, [_x(2, 5) * 4], removed=2)
+    assert ops == ["Swish", "HardSwish"] and all(not n.domain for n in model.graph.nodes)
+
+
+def test_swish_before_opset_24_uses_quickgelu_and_hardswish_needs_opset_14():
+    ops, model = _check(_model(_swish_nodes(), [2, 5], [2, 5], opset=13), fuse_swish, [_x(2, 5) * 4], removed=1)
+    assert ops == ["QuickGelu", "HardSigmoid", "Mul"]
+    assert model.graph.nodes[0].domain == "com.microsoft" and model.graph.nodes[0].attributes == {"alpha": 1.0}
 
 
 def test_hardsigmoid_with_other_slope_stays():

@@ -163,3 +163,26 @@ def test_sequence_outputs_do_not_alias_the_inputs():
     assert isinstance(ours, list) and len(ours) == len(theirs) == 2
     ours[0][0] = 7
     assert x[0] == 1
+
+
+def test_optimized_model_with_fused_contrib_op_runs_in_onnxruntime(tmp_path):
+    """A GELU written out at opset 14 is fused into com.microsoft::Gelu; the saved model imports
+    that domain and onnxruntime runs it with the same result."""
+    h = onnx.helper
+    consts = {"sqrt2": np.sqrt(2.0), "one": 1.0, "half": 0.5}
+    nodes = [h.make_node("Div", ["x", "sqrt2"], ["a"]), h.make_node("Erf", ["a"], ["e"]),
+             h.make_node("Add", ["e", "one"], ["c"]), h.make_node("Mul", ["x", "c"], ["m"]),
+             h.make_node("Mul", ["m", "half"], ["y"])]
+    graph = h.make_graph(nodes, "gelu", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 8])],
+                         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 8])],
+                         initializer=[onnx.numpy_helper.from_array(np.array(v, np.float32), k) for k, v in consts.items()])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 14)])
+    path = tmp_path / "fused.onnx"
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(path)
+    x = np.random.default_rng(4).standard_normal((3, 8)).astype(np.float32)
+    ours = ort.InferenceSession(model.SerializeToString(), so).run(None, {"x": x})[0]
+    saved = onnx.load(str(path))
+    assert [(n.domain, n.op_type) for n in saved.graph.node] == [("com.microsoft", "Gelu")]
+    theirs = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)

@@ -347,11 +347,25 @@ def _function_to_proto(f: ir.Function) -> onnx.FunctionProto:
     )
 
 
+def _saved_imports(model: ir.Model) -> dict[str, int]:
+    """The model's opset imports, raised to cover nodes inlined from a function body at a higher
+    opset (``node.opset``), so the saved model checks."""
+    imports = dict(model.opset_imports)
+    pending = [model.graph]
+    while pending:
+        graph = pending.pop()
+        for node in graph.nodes:
+            if node.opset is not None:
+                imports[node.domain] = max(imports.get(node.domain, 0), node.opset)
+            pending.extend(node.subgraphs())
+    return imports
+
+
 def to_proto(model: ir.Model) -> onnx.ModelProto:
     """Convert the IR back to a ModelProto (used to write ``optimized_model_filepath``)."""
     proto = helper.make_model(
         graph_to_proto(model.graph),
-        opset_imports=[helper.make_opsetid(d, v) for d, v in model.opset_imports.items()],
+        opset_imports=[helper.make_opsetid(d, v) for d, v in _saved_imports(model).items()],
         functions=[_function_to_proto(f) for f in model.functions.values()],
         producer_name=model.producer_name,
         producer_version=model.producer_version,

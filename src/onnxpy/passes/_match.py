@@ -124,7 +124,6 @@ def close(value: float | None, expected: float) -> bool:
     return value is not None and abs(value - expected) <= 1e-4 * abs(expected)
 
 
-def standard_opset(model: ir.Model, since: int) -> int | None:
-    """``node.opset`` for a fused standard op that exists from opset ``since``: None when the
-    model's import already reaches it."""
-    return None if model.opset_imports.get("", 0) >= since else since
+def import_domain(model: ir.Model, domain: str, version: int = 1) -> None:
+    """Make ``model`` import ``domain`` (for a fused contrib node), keeping an existing import."""
+    model.opset_imports.setdefault(domain, version)

@@ -1,4 +1,6 @@
-"""GELU written out by exporters before opset 20 → ``Gelu`` (opset 20 through ``node.opset``).
+"""GELU written out by exporters → ``Gelu`` where the model imports opset 20 or later, else
+onnxruntime's ``com.microsoft::Gelu`` / ``FastGelu`` (tanh form), so a saved optimized model stays
+valid for onnxruntime.
 
 Exact form: ``0.5 * x * (1 + Erf(x / sqrt(2)))`` (or ``x * (1/sqrt(2))``); tanh form:
 ``0.5 * x * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))`` with ``x^3`` as ``Pow(x, 3)`` or
@@ -9,13 +11,15 @@ from __future__ import annotations
 import math
 
 from onnxpy import ir
-from onnxpy.passes._match import Index, close, factors, other_input, replace, standard_opset
+from onnxpy.passes._match import Index, close, factors, import_domain, other_input, replace
 from onnxpy.registry import Registry
+
+MS = "com.microsoft"
 
 
 def fuse_gelu(model: ir.Model, registry: Registry) -> bool:
-    opset = standard_opset(model, 20)
-    if registry.resolve("", "Gelu", opset or model.opset_imports[""]) is None:
+    standard = model.opset_imports.get("", 0) >= 20
+    if not standard and registry.resolve(MS, "Gelu", 1) is None:
         return False
     graph = model.graph
     index = Index(graph)
@@ -25,8 +29,14 @@ def fuse_gelu(model: ir.Model, registry: Registry) -> bool:
         if match is None:
             continue
         x, approximate, nodes = match
-        attrs = {"approximate": "tanh"} if approximate else {}
-        replace(graph, nodes, mul, ir.Node("Gelu", [x], list(mul.outputs), attrs, name=f"{mul.name}/gelu", opset=opset))
+        if standard:
+            fused = ir.Node("Gelu", [x], list(mul.outputs), {"approximate": "tanh"} if approximate else {},
+                            name=f"{mul.name}/gelu")
+        else:
+            import_domain(model, MS)
+            fused = ir.Node("FastGelu" if approximate else "Gelu", [x], list(mul.outputs), domain=MS,
+                            name=f"{mul.name}/gelu")
+        replace(graph, nodes, mul, fused)
         changed = True
     return changed
 

@@ -3,21 +3,20 @@
 Matched: ``d = Sub(x, ReduceMean(x))``, ``var = ReduceMean(Pow(d, 2) or Mul(d, d))``,
 ``Div(d, Sqrt(Add(var, eps)))``, then optionally ``Mul`` by a constant gamma and ``Add`` of a
 constant beta — both reductions over the same trailing axes with keepdims. float32 only
-(LayerNormalization computes in float32, ``stash_type``). The fused node uses opset 17 through
-``node.opset`` when the model imports less.
+(LayerNormalization computes in float32, ``stash_type``). Fused only where a LayerNormalization
+kernel serves the model's opset: the standard one from 17, onnxruntime's default-domain one before.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.passes._match import Index, close, ints_input, other_input, replace, standard_opset
+from onnxpy.passes._match import Index, close, ints_input, other_input, replace
 from onnxpy.registry import Registry
 
 
 def fuse_layer_normalization(model: ir.Model, registry: Registry) -> bool:
-    opset = standard_opset(model, 17)
-    if registry.resolve("", "LayerNormalization", opset or model.opset_imports[""]) is None:
+    if registry.resolve("", "LayerNormalization", model.opset_imports.get("", 0)) is None:
         return False
     graph = model.graph
     index = Index(graph)
@@ -28,7 +27,7 @@ def fuse_layer_normalization(model: ir.Model, registry: Registry) -> bool:
             continue
         x, axis, eps, nodes, anchor, scale, bias = match
         fused = ir.Node("LayerNormalization", [x, scale, bias], list(anchor.outputs), {"axis": axis, "epsilon": eps},
-                        name=f"{anchor.name or div.name}/layernorm", opset=opset)
+                        name=f"{anchor.name or div.name}/layernorm")
         replace(graph, nodes, anchor, fused)
         changed = True
     return changed
