@@ -79,8 +79,9 @@ def work_time(path: str, threads: int, repeat: int, warmup: int) -> dict:
             for _ in range(warmup):
                 sess.run(None, feeds)
         times = {k: [] for k in sessions}
-        for _ in range(repeat):
-            for name, sess in sessions.items():
+        order = list(sessions.items())
+        for i in range(repeat):  # interleaved, alternating who goes first (A B, B A, ...)
+            for name, sess in order if i % 2 == 0 else order[::-1]:
                 start = time.perf_counter()
                 sess.run(None, feeds)
                 times[name].append(time.perf_counter() - start)

@@ -167,8 +167,11 @@ def cmd_bench(args) -> None:
     for name, fn in runners.items():
         for _ in range(args.warmup):
             fn()
-    for _ in range(args.repeat):
-        for name, fn in runners.items():  # interleaved: A B A B
+    order = list(runners.items())
+    for i in range(args.repeat):
+        # interleaved, alternating who goes first: A B, B A, ... (onnxruntime's spinning threads
+        # slow down whatever runs right after it)
+        for name, fn in order if i % 2 == 0 else order[::-1]:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
