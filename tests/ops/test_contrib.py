@@ -385,7 +385,51 @@ def test_onnx_domain_contrib_norms(op, inputs, outputs, axis):
     types = dict.fromkeys(outputs, 1)
     ours = node_model(op, feeds, outputs, opset=1, domain=MS, output_types=types, axis=axis, epsilon=1e-3)
     theirs = node_model(op, feeds, outputs, opset=16, output_types=types, axis=axis, epsilon=1e-3)
-    check(ours, feeds, expected=run_onnxruntime(theirs, feeds), atol=1e-5)
+    expected = run_onnxruntime(theirs, feeds)
+    check(ours, feeds, expected=expected, atol=1e-5)
+    check(theirs, feeds, expected=expected, atol=1e-5)
+
+
+def test_onnx_domain_layer_normalization_17_unchanged():
+    # onnxruntime's version 1 serves opsets 1-16 only: from 17 on the ai.onnx kernel is ONNX's own
+    from onnxpy.ops import contrib, normalization
+    from onnxpy.registry import REGISTRY
+
+    assert REGISTRY.resolve("", "LayerNormalization", 16).fn is contrib.layer_normalization
+    assert REGISTRY.resolve("", "LayerNormalization", 17).fn is normalization.layer_normalization
+
+
+def _assert_float16_close(model, feeds):
+    """At most one float16 ulp from onnxruntime, on under 1% of the elements."""
+    expected = run_onnxruntime(model, feeds)
+    for level in LEVELS:
+        for a, e in zip(run_onnxpy(model, feeds, level), expected):
+            assert a.dtype == e.dtype and a.shape == e.shape
+            if a.dtype == np.float16:
+                a, e = a.astype(np.float32), e.astype(np.float32)
+                assert np.all(np.abs(a - e) <= np.abs(e) * 2.0 ** -10 + 2.0 ** -24), np.max(np.abs(a - e))
+                assert np.mean(a != e) < 0.01
+
+
+def test_float16_fused_transformer_ops():
+    # onnxruntime runs these in float32 on CPU (float16 inputs converted first, one rounding at the end),
+    # as the float16 BERT from its transformers optimizer does (tests/models/test_ort_tools.py)
+    f16 = np.float16
+    gamma, beta = rand(16, dtype=f16), rand(16, dtype=f16)
+    feeds = {"input": rand(2, 5, 16, dtype=f16), "skip": rand(2, 5, 16, dtype=f16), "gamma": gamma, "beta": beta,
+             "bias": rand(16, dtype=f16)}
+    _assert_float16_close(node_model("SkipLayerNormalization", feeds, ["Y", "", "", "sum"], opset=1, domain=MS,
+                                     output_types={"Y": 10, "sum": 10}, epsilon=1e-5), feeds)
+    feeds = {"input_ids": RNG.integers(0, 10, (2, 5)).astype(np.int32),
+             "segment_ids": RNG.integers(0, 2, (2, 5)).astype(np.int32), "word_embedding": rand(10, 16, dtype=f16),
+             "position_embedding": rand(6, 16, dtype=f16), "segment_embedding": rand(2, 16, dtype=f16),
+             "gamma": gamma, "beta": beta}
+    _assert_float16_close(node_model("EmbedLayerNormalization", feeds, ["Y", "mask_index"], opset=1, domain=MS,
+                                     output_types={"Y": 10, "mask_index": 6}, epsilon=1e-5), feeds)
+    feeds = {"input": rand(2, 5, 16, dtype=f16), "weights": rand(16, 48, dtype=f16, scale=0.3),
+             "bias": rand(48, dtype=f16), "mask_index": np.array([3, 5], np.int32)}
+    _assert_float16_close(node_model("Attention", feeds, ["Y"], opset=1, domain=MS, output_types={"Y": 10},
+                                     num_heads=4), feeds)
 
 
 @pytest.mark.parametrize("qk_output", [1, 2])

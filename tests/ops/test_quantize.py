@@ -22,6 +22,16 @@ def test_quantize_per_tensor_every_version(opset, zp):
     check(model, feeds, oracle="onnxruntime")
 
 
+@pytest.mark.parametrize("zp", [np.uint8(3), np.int8(3)])
+def test_quantize_nan_saturates_to_minimum(zp):
+    # -inf / inf = NaN: quantize_static gives a masked attention logit (-inf) an infinite scale, and
+    # onnxruntime maps NaN to the type's minimum (its MLAS clamp), whatever the zero point
+    x = np.array([np.nan, -np.inf, 1e30, -3.0, 0.0, 5.0], np.float32)
+    feeds = {"x": x, "s": np.array(np.inf, np.float32), "z": np.array(zp)}
+    model = node_model("QuantizeLinear", feeds, ["y"], opset=13, output_types={"y": 2 if zp.dtype == np.uint8 else 3})
+    check(model, feeds, oracle="onnxruntime")
+
+
 @pytest.mark.parametrize("opset", [13, 19, 21, 23])
 def test_quantize_per_axis(opset):
     feeds = {"x": X, "s": np.array([0.5, 1.0, 2.0], np.float32), "z": np.array([0, 10, -10], np.int8)}

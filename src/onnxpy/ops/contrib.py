@@ -72,7 +72,7 @@ def gelu(X):
 @kernel("BiasGelu", since=1, domain=MS)
 def bias_gelu(A, B):
     """Gelu of ``A + B``."""
-    return _gelu(A + B)
+    return _gelu(_work(A) + B).astype(A.dtype, copy=False)
 
 
 @kernel("FastGelu", since=1, domain=MS)
@@ -140,12 +140,17 @@ def _layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None, *, ax
     return y.astype(x.dtype), np.broadcast_to(mean, inv_std.shape).astype(np.float32), inv_std.astype(np.float32)
 
 
+# onnxruntime also registers these two in the default domain from version 1 (before ONNX's
+# LayerNormalization-17; ONNX has no SimplifiedLayerNormalization) and its optimizers write them there:
+# https://github.com/microsoft/onnxruntime/blob/main/onnxruntime/core/graph/contrib_ops/contrib_defs.cc
+@kernel("LayerNormalization", since=1)
 @kernel("LayerNormalization", since=1, domain=MS)
 def layer_normalization(X, Scale, B=None, *, axis=-1, epsilon=1e-5, stash_type=1):
     """Layer normalization over the axes from ``axis`` on (onnxruntime's pre-opset-17 form)."""
     return _layer_norm(X, Scale, B, axis=axis, epsilon=epsilon, simplified=False)
 
 
+@kernel("SimplifiedLayerNormalization", since=1)
 @kernel("SimplifiedLayerNormalization", since=1, domain=MS)
 def simplified_layer_normalization(X, scale, *, axis=-1, epsilon=1e-5, stash_type=1):
     """RMS normalization: ``x / sqrt(mean(x^2) + epsilon) * scale``; outputs Y and inv_std_var."""
@@ -154,9 +159,10 @@ def simplified_layer_normalization(X, scale, *, axis=-1, epsilon=1e-5, stash_typ
 
 
 def _skip_norm(input, skip, gamma, beta, bias, epsilon, simplified):
-    total = input + skip if bias is None else input + skip + bias
+    # The sum runs in float32 for float16 inputs, as onnxruntime's CPU kernel converts before adding.
+    total = _work(input) + skip if bias is None else _work(input) + skip + bias
     y, mean, inv_std = _layer_norm(total, gamma, beta, epsilon=epsilon, simplified=simplified)
-    return y, mean, inv_std, total
+    return y.astype(input.dtype, copy=False), mean, inv_std, total.astype(input.dtype, copy=False)
 
 
 @kernel("SkipLayerNormalization", since=1, domain=MS)
@@ -179,12 +185,13 @@ def embed_layer_normalization(input_ids, segment_ids=None, word_embedding=None, 
     batch, seq = input_ids.shape
     positions = np.broadcast_to(np.arange(seq), (batch, seq)) if position_ids is None else \
         np.broadcast_to(position_ids, (batch, seq))
-    total = word_embedding[input_ids] + position_embedding[positions]
+    total = _work(word_embedding[input_ids]) + position_embedding[positions]
     if segment_embedding is not None and segment_ids is not None:
         total = total + segment_embedding[segment_ids]
     y, _, _ = _layer_norm(total, gamma, beta, epsilon=epsilon, simplified=False)
     mask_index = mask.sum(axis=1).astype(np.int32) if mask is not None else np.zeros(batch, np.int32)
-    return y, mask_index, total
+    dtype = word_embedding.dtype
+    return y.astype(dtype, copy=False), mask_index, total.astype(dtype, copy=False)
 
 
 def _dq(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None) -> np.ndarray:
@@ -538,7 +545,7 @@ def attention(input, weights, bias=None, mask_index=None, past=None, attention_b
         raise ValueError("contrib Attention with do_rotary or past_present_share_buffer is not supported")
     hidden = weights.shape[1] // 3
     sizes = list(qkv_hidden_sizes or [hidden, hidden, weights.shape[1] - 2 * hidden])
-    proj = np.matmul(input, weights)
+    proj = np.matmul(_work(input), _work(weights))  # float16 too: onnxruntime's CPU kernel runs in float32
     if bias is not None:
         proj = proj + bias
     q, k, v = (_heads(part, num_heads) for part in np.split(proj, np.cumsum(sizes)[:2], axis=-1))
@@ -554,8 +561,8 @@ def attention(input, weights, bias=None, mask_index=None, past=None, attention_b
     if attention_bias is not None:
         mask = _add_bias(mask, attention_bias.astype(np.float32))
     y, _, _ = _sdpa(q, k, v, scale=scale or 1 / np.sqrt(h), bias=mask)
-    y = _merge_heads(y)
-    return (y, np.stack([k, v])) if ctx.num_outputs > 1 else y
+    y = _merge_heads(y).astype(input.dtype, copy=False)
+    return (y, np.stack([k, v]).astype(input.dtype, copy=False)) if ctx.num_outputs > 1 else y
 
 
 @kernel("GroupQueryAttention", since=1, domain=MS)

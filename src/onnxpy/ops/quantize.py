@@ -56,10 +56,17 @@ def _blocks(x: np.ndarray, params: list[np.ndarray | None], axis: int,
     return x, [None if p is None else p.take(rows, axis=axis) for p in params]
 
 
+def _clip_integer(q: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float array ``q``, clipped in place to ``dtype``'s range, cast to ``dtype``; NaN (e.g. -inf / inf
+    with an infinite calibrated scale) becomes the minimum, as onnxruntime's MLAS max/min clamping does."""
+    info = ml_dtypes.iinfo(dtype)
+    np.fmax(q, info.min, out=q)
+    return np.fmin(q, info.max, out=q).astype(dtype)
+
+
 def _saturate_integer(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Float ``values`` rounded half to even, clipped to ``dtype``'s range and cast."""
-    info = ml_dtypes.iinfo(dtype)
-    return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return _clip_integer(np.asarray(np.rint(values)), dtype)
 
 
 def quantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, dtype: np.dtype, *,
@@ -69,11 +76,10 @@ def quantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, dt
     xv, (scale, zero_point) = _blocks(x, [scale, zero_point], axis, block_size)
     q = np.divide(xv.astype(compute, copy=False), scale.astype(compute, copy=False)).astype(np.float32, copy=False)
     if _is_integer(dtype):
-        info = ml_dtypes.iinfo(dtype)
         np.rint(q, out=q)  # before adding the zero point: rounding ties to even is on x / scale
         if zero_point is not None:
             q += zero_point.astype(np.float32)
-        return np.clip(q, info.min, info.max, out=q).astype(dtype).reshape(x.shape)
+        return _clip_integer(q, dtype).reshape(x.shape)
     if zero_point is not None:
         q += zero_point.astype(np.float32)
     if dtype in _FLOAT8 and saturate:
