@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import onnx.defs
 
+from onnxpy.passes import EXPANDED_OPS
 from onnxpy.registry import REGISTRY
 
 SCHEMA_DOMAINS = ("", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training")
@@ -15,7 +16,7 @@ class Row:
     domain: str
     op: str
     version: int
-    how: str  # "kernel", "function" or "missing"
+    how: str  # "kernel", "function", "expanded" (rewritten by a required pass) or "missing"
 
 
 def _has_body(schema: onnx.defs.OpSchema, version: int) -> bool:
@@ -32,6 +33,8 @@ def schema_coverage() -> list[Row]:
             continue
         if REGISTRY.resolve(s.domain, s.name, s.since_version) is not None:
             how = "kernel"
+        elif (s.domain, s.name) in EXPANDED_OPS:
+            how = "expanded"
         elif _has_body(s, s.since_version):
             how = "function"
         else:

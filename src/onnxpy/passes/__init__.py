@@ -18,6 +18,7 @@ from onnxpy.passes.fuse_gelu import fuse_gelu
 from onnxpy.passes.fuse_layernorm import fuse_layer_normalization
 from onnxpy.passes.fuse_matmul_add import fuse_matmul_add
 from onnxpy.passes.fuse_swish import fuse_swish
+from onnxpy.passes.gradient import TRAINING, expand_gradients
 from onnxpy.passes.identity import eliminate_identities
 from onnxpy.passes.inline_functions import inline_functions
 from onnxpy.passes.shape_folding import fold_shape_subgraphs
@@ -28,7 +29,9 @@ Pass = Callable[[ir.Model, Registry], bool]
 
 ORT_DISABLE_ALL, ORT_ENABLE_BASIC, ORT_ENABLE_EXTENDED, ORT_ENABLE_LAYOUT, ORT_ENABLE_ALL = 0, 1, 2, 3, 99
 
-REQUIRED: tuple[Pass, ...] = (inline_functions,)
+REQUIRED: tuple[Pass, ...] = (inline_functions, expand_gradients)
+# Operators that a required pass rewrites into others instead of a kernel running them.
+EXPANDED_OPS = frozenset({(TRAINING, "Gradient")})
 BY_LEVEL: dict[int, tuple[Pass, ...]] = {
     ORT_ENABLE_BASIC: (eliminate_identities, fold_constants, fold_shape_subgraphs, eliminate_common_subexpressions,
                        cancel_transposes_reshapes, eliminate_dead_code),
