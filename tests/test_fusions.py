@@ -187,7 +187,7 @@ def _layernorm_nodes(square: str, affine: bool, axes_input: bool):
 
 @pytest.mark.parametrize("square", ["Pow", "Mul"])
 @pytest.mark.parametrize("affine", [True, False])
-@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("opset", [14, 17, 18])
 def test_layernorm_pattern_fuses(square, affine, opset):
     inits = [_const("two", np.float32(2)), _const("eps", np.float32(1e-5)), _const("gamma", _x(8)), _const("beta", _x(8)),
              _const("axes", np.array([-1]))]
