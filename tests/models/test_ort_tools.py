@@ -59,6 +59,14 @@ class _Gpt2(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
 
 
+class _Mlp(torch.nn.Sequential):
+    """Gemm + Relu and Gemm + Sigmoid, which onnxruntime fuses into FusedGemm."""
+
+    def __init__(self) -> None:
+        super().__init__(torch.nn.Linear(HIDDEN, 2 * HIDDEN), torch.nn.ReLU(), torch.nn.Linear(2 * HIDDEN, 8),
+                         torch.nn.Sigmoid())
+
+
 class _RmsNorm(torch.nn.Module):
     """Linear then RMS normalization (the T5 / LLaMA pattern onnxruntime fuses into
     SimplifiedLayerNormalization)."""
@@ -79,6 +87,8 @@ def _feeds(name: str) -> dict[str, np.ndarray]:
         return {"x": rng.standard_normal((1, 3, 64, 64)).astype(np.float32)}
     if name == "rmsnorm":
         return {"x": rng.standard_normal((2, SEQ, HIDDEN)).astype(np.float32)}
+    if name == "mlp":
+        return {"x": rng.standard_normal((4, HIDDEN)).astype(np.float32)}
     ids = rng.integers(0, 1000, (2, SEQ))
     mask = np.ones((2, SEQ), np.int64)
     mask[1, 10:] = 0
@@ -91,7 +101,7 @@ def _module(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     if name in ("resnet18", "mobilenet_v2"):
         return _calibrate_batch_norms(getattr(torchvision.models, name)(weights=None))
-    return {"bert": _Bert, "gpt2": _Gpt2, "rmsnorm": _RmsNorm}[name]().eval()
+    return {"bert": _Bert, "gpt2": _Gpt2, "mlp": _Mlp, "rmsnorm": _RmsNorm}[name]().eval()
 
 
 def _calibrate_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
@@ -208,6 +218,19 @@ def test_quantize_dynamic(name, weight_type, per_channel, preprocessed, tmp_path
     _check(path, name, expected | ({"ai.onnx:ConvInteger"} if name != "bert" else set()), quantized=True)
 
 
+@pytest.mark.parametrize("name", QUANTIZED)
+def test_quantize_dynamic_then_saved_optimized(name, preprocessed, tmp_path):
+    """The dynamically quantized model as an ORT_ENABLE_EXTENDED session saves it: DynamicQuantizeLinear
+    + MatMulInteger + scaling fused into DynamicQuantizeMatMul / MatMulIntegerToFloat."""
+    path = str(tmp_path / "dynamic.onnx")
+    quantize_dynamic(preprocessed(name), path, weight_type=QuantType.QUInt8, per_channel=True)
+    path = _save_optimized(path, str(tmp_path / "fused.onnx"))
+    expected = {"com.microsoft:DynamicQuantizeMatMul"}
+    if name == "bert":
+        expected |= {"com.microsoft:MatMulIntegerToFloat", "com.microsoft:Gelu", "com.microsoft:SkipLayerNormalization"}
+    _check(path, name, expected, quantized=True)
+
+
 STATIC_OPS = {
     ("cnn", "qdq"): {"ai.onnx:QuantizeLinear", "ai.onnx:DequantizeLinear", "ai.onnx:Conv"},
     ("cnn", "qoperator"): {"ai.onnx:QLinearConv", "com.microsoft:QGemm", "com.microsoft:QLinearAdd",
@@ -260,6 +283,7 @@ SAVED_OPS = {
     ("mobilenet_v2", 17): {"com.microsoft:FusedConv"},
     ("bert", 17): {"com.microsoft:FusedMatMul", "com.microsoft:BiasGelu"},
     ("gpt2", 17): {"com.microsoft:FusedMatMul", "com.microsoft:FastGelu"},
+    ("mlp", 17): {"com.microsoft:FusedGemm"},
     # below opset 17, onnxruntime fuses into its own default-domain LayerNormalization-1
     ("gpt2", 14): {"ai.onnx:LayerNormalization", "com.microsoft:FastGelu"},
     ("rmsnorm", 14): {"ai.onnx:SimplifiedLayerNormalization"},
