@@ -352,7 +352,10 @@ def gelu(x, *, approximate="none"):
         cdf = np.tanh((x + _scalar(x, 0.044715) * x * x * x) * _scalar(x, math.sqrt(2 / math.pi)))
     else:
         raise ValueError(f"approximate must be 'none' or 'tanh', not {approximate!r}")
-    return np.asarray(_scalar(x, 0.5) * x * (_scalar(x, 1) + cdf))
+    cdf += _scalar(x, 1)  # cdf is a new array: finish in place
+    cdf *= x
+    cdf *= _scalar(x, 0.5)
+    return np.asarray(cdf)
 
 
 @kernel("Swish", since=24)

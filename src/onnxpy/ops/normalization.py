@@ -26,10 +26,13 @@ def _inv_std(var: np.ndarray, epsilon: float) -> np.ndarray:
 
 
 def _standardize(x: np.ndarray, axes: tuple[int, ...], epsilon: float):
-    """(x - mean) / sqrt(var + epsilon) over ``axes``, with the mean and inverse deviation."""
-    mean, var = _moments(x, axes)
-    inv = _inv_std(var, epsilon)
-    return (x - mean) * inv, mean, inv
+    """(x - mean) / sqrt(var + epsilon) over ``axes`` (a new array), with the mean and inverse
+    deviation; ``x - mean`` is computed once and scaled in place."""
+    mean = np.mean(x, axis=axes, keepdims=True)
+    y = x - mean
+    inv = _inv_std(np.mean(np.square(y), axis=axes, keepdims=True), epsilon)
+    y *= inv
+    return y, mean, inv
 
 
 def _channel_view(p: np.ndarray, rank: int, dtype: np.dtype) -> np.ndarray:
