@@ -66,6 +66,7 @@ def test_conv_explicit_pads(opset, xs, ws, strides, dilations, pads, group):
 ])
 def test_conv_im2col_in_row_bands(monkeypatch, xs, ws):
     monkeypatch.setattr(conv_module, "_COLS_BUDGET", 1 << 15)
+    monkeypatch.setattr(conv_module, "_GROUPED_COLS_BUDGET", 1 << 15)
     x, w = rand(*xs), rand(*ws)
     n, group = x.ndim - 2, xs[1] // ws[1]
     pads = [1] * (2 * n)

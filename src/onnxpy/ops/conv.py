@@ -19,6 +19,7 @@ from onnxpy.ops._helpers import compute_dtype, pad_spatial, per_axis, window_geo
 from onnxpy.registry import kernel
 
 _COLS_BUDGET = 1 << 20  # elements of the im2col buffer: a band of output rows at a time stays in cache
+_GROUPED_COLS_BUDGET = 1 << 18  # smaller for grouped (depthwise) convs: many tiny GEMMs reread the band
 _MIN_GEMM_COLUMNS = 256  # but each GEMM gets at least this many output positions
 
 
@@ -38,7 +39,8 @@ def _conv(x: np.ndarray, w: np.ndarray, group: int, strides: list[int], dilation
         return np.matmul(wg, xs.reshape(n, group, cg, length)).reshape(n, m, *out)
     win = windows(pad_spatial(x, begin, end), k_shape, strides, dilations, out)
     inner = length // out[0]
-    rows = min(out[0], max(_COLS_BUDGET // (c * ksize * inner), -(-_MIN_GEMM_COLUMNS // inner)))
+    budget = _COLS_BUDGET if group == 1 else _GROUPED_COLS_BUDGET
+    rows = min(out[0], max(budget // (c * ksize * inner), -(-_MIN_GEMM_COLUMNS // inner)))
     cols = np.empty((c,) + tuple(k_shape) + (rows,) + tuple(out[1:]), dtype=x.dtype)
     y = np.empty((n, m) + tuple(out), dtype=x.dtype)
     row_axis = (slice(None),) * (1 + len(k_shape))
