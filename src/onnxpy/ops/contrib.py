@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 
+from onnxpy.ops._helpers import erf, sigmoid
 from onnxpy.ops.conv import conv
 from onnxpy.ops.quantize import dequantize, dynamic_quantize_linear, quantize
 from onnxpy.ops.rnn import lstm
@@ -20,26 +21,15 @@ def _work(x: np.ndarray) -> np.ndarray:
     return x if x.dtype == np.float64 else x.astype(np.float32)
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    """erf by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7)."""
-    t = 1 / (1 + 0.3275911 * np.abs(x))
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return np.sign(x) * (1 - poly * np.exp(-x * x))
-
-
 def _gelu(x: np.ndarray) -> np.ndarray:
     w = _work(x)
-    return (0.5 * w * (1 + _erf(w * w.dtype.type(np.sqrt(0.5))))).astype(x.dtype)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1 + np.tanh(0.5 * x))
+    return (0.5 * w * (1 + erf(w * w.dtype.type(np.sqrt(0.5))))).astype(x.dtype)
 
 
 _ACTIVATIONS = {
     "Relu": lambda x, p: np.maximum(x, 0),
     "Tanh": lambda x, p: np.tanh(x),
-    "Sigmoid": lambda x, p: _sigmoid(x),
+    "Sigmoid": lambda x, p: sigmoid(x),
     "LeakyRelu": lambda x, p: np.where(x >= 0, x, x * p[0]),
     "Clip": lambda x, p: np.clip(x, p[0], p[1]),
     "HardSigmoid": lambda x, p: np.clip(x * p[0] + p[1], 0, 1),
@@ -87,7 +77,7 @@ def fast_gelu(X, bias=None):
 def quick_gelu(X, *, alpha=1.702):
     """``x * sigmoid(alpha * x)``."""
     x = _work(X)
-    return (x * _sigmoid(x * np.float32(alpha))).astype(X.dtype)
+    return (x * sigmoid(x * np.float32(alpha))).astype(X.dtype)
 
 
 @kernel("FusedConv", since=1, domain=MS)
@@ -217,9 +207,9 @@ def qlinear_mul(A, A_scale, A_zero_point, B, B_scale, B_zero_point, C_scale, C_z
 
 
 @kernel("QLinearSigmoid", since=1, domain=MS)
-def qlinear_sigmoid(X, X_scale, X_zero_point=None, Y_scale=None, Y_zero_point=None):
+def qlinearsigmoid(X, X_scale, X_zero_point=None, Y_scale=None, Y_zero_point=None):
     """Quantized Sigmoid."""
-    return _q(_sigmoid(_dq(X, X_scale, X_zero_point)), Y_scale, Y_zero_point, X)
+    return _q(sigmoid(_dq(X, X_scale, X_zero_point)), Y_scale, Y_zero_point, X)
 
 
 @kernel("QLinearLeakyRelu", since=1, domain=MS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxpy import ir
+from onnxpy.ops._helpers import sigmoid
 from onnxpy.registry import kernel
 
 
@@ -191,8 +192,7 @@ def swiglu(A, B, *, alpha=1.0):
         raise ValueError(f"SwiGLU needs inputs of one shape and dtype, got {A.shape} {A.dtype} and "
                          f"{B.shape} {B.dtype}")
     a = A.astype(np.float32) if A.dtype != np.float64 else A
-    gate = 0.5 * (1 + np.tanh(a.dtype.type(alpha * 0.5) * a))  # sigmoid without exp overflow
-    return (a * gate * B.astype(a.dtype)).astype(A.dtype)
+    return (a * sigmoid(a.dtype.type(alpha) * a) * B.astype(a.dtype)).astype(A.dtype)
 
 
 def _per_head(x: np.ndarray, heads: int) -> np.ndarray:
