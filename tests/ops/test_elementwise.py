@@ -106,6 +106,14 @@ def test_erf_accuracy_against_math_erf():
     assert np.isnan(run1("Erf", {"x": np.array([np.nan], F32)}, 13)[0])
 
 
+def test_erf_of_a_large_strided_tensor():
+    """erf runs in blocks: a tensor of several blocks plus a partial one, fed transposed."""
+    x = np.random.default_rng(3).uniform(-5, 5, (300, 251)).astype(F32)
+    exact = np.array([math.erf(v) for v in x.T.ravel().tolist()]).reshape(251, 300)
+    y = run1("Erf", {"x": x.T}, 13)
+    np.testing.assert_allclose(y, exact.astype(F32), rtol=8 * np.finfo(F32).eps, atol=0)
+
+
 def test_sigmoid_and_softplus_are_stable_in_the_tails():
     x = np.array([-80, -20, 0, 20, 100], F32)
     tiny = [math.exp(-80), math.exp(-20)]
