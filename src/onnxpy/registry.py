@@ -7,7 +7,7 @@ more (the number of requested outputs, the node, its opset) declares a keyword-o
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from onnxpy import ir
@@ -33,6 +33,14 @@ class KernelContext:
     num_outputs: int
     output_types: tuple[ir.Type | None, ...]
     input_types: tuple[ir.Type | None, ...]
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def memo(self, key: str, build: Callable[[], Any]) -> Any:
+        """``build()``'s result, computed once per node of a plan (derived from attributes, which
+        do not change between runs); concurrent first runs may both build, with equal results."""
+        if key not in self.cache:
+            self.cache[key] = build()
+        return self.cache[key]
 
 
 class Registry:

@@ -4,13 +4,12 @@ models, encoders, scalers and the map plumbing of converted scikit-learn pipelin
 Where the spec is vague (binary classifiers, post transforms of a single column, PROBIT's
 inverse-erf approximation) these kernels follow onnxruntime, so converted models give its numbers.
 Tree ensembles are evaluated for all rows and trees at once, one tree level per step, with
-gathers over flat node arrays; the arrays are built once per node (see ``_prepared``).
+gathers over flat node arrays; the arrays are built once per node (``ctx.memo``).
 """
 from __future__ import annotations
 
 import math
-import weakref
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -19,17 +18,6 @@ from onnxpy.ops._helpers import compute_dtype
 from onnxpy.registry import kernel
 
 ML = "ai.onnx.ml"
-_PREPARED: "weakref.WeakKeyDictionary[ir.Node, Any]" = weakref.WeakKeyDictionary()
-
-
-def _prepared(ctx, build: Callable[[], Any]) -> Any:
-    """``build()``'s result, computed once per node: attribute arrays do not change between runs."""
-    value = _PREPARED.get(ctx.node)
-    if value is None:
-        value = _PREPARED[ctx.node] = build()
-    return value
-
-
 def _rows(x: np.ndarray) -> np.ndarray:
     """The input as [N, F]: a 1-D input is one row (onnxruntime's rule for every ml op)."""
     if x.ndim == 0:
@@ -471,7 +459,7 @@ def _pick(a: dict, name: str):
 
 def _tree_classifier(X, a: dict, ctx) -> tuple[np.ndarray, np.ndarray]:
     labels = _labels(a["classlabels_int64s"], a["classlabels_strings"])
-    forest = _prepared(ctx, lambda: _forest_of(a, "class", max(len(labels), 1)))
+    forest = ctx.memo("forest", lambda: _forest_of(a, "class", max(len(labels), 1)))
     weights = _pick(a, "class_weights")
     return _tree_classification(forest, X, _pick(a, "base_values"), labels, a["class_ids"],
                                 weights if weights is not None else [], a["post_transform"])
@@ -502,7 +490,7 @@ def tree_ensemble_classifier(X, *, base_values=None, base_values_as_tensor=None,
 
 def _tree_regressor(X, a: dict, ctx) -> np.ndarray:
     n_targets = a["n_targets"] if a["n_targets"] is not None else max(a["target_ids"] or [0]) + 1
-    return _tree_regression(_prepared(ctx, lambda: _forest_of(a, "target", n_targets)), X, a["aggregate_function"], _pick(a, "base_values"),
+    return _tree_regression(ctx.memo("forest", lambda: _forest_of(a, "target", n_targets)), X, a["aggregate_function"], _pick(a, "base_values"),
                             a["post_transform"], np.float32)
 
 
@@ -546,7 +534,7 @@ def tree_ensemble(X, *, aggregate_function=1, leaf_targetids, leaf_weights, memb
                           leaf_weights, tree_roots, membership_values, targets)
 
     out = np.float32 if X.dtype == np.float16 else X.dtype
-    scores = _tree_regression(_prepared(ctx, build), X, _AGGREGATES[aggregate_function],
+    scores = _tree_regression(ctx.memo("forest", build), X, _AGGREGATES[aggregate_function],
                               None, _TRANSFORM_CODES[post_transform], out)
     return scores.astype(X.dtype, copy=False)
 
