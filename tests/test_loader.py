@@ -54,3 +54,26 @@ def test_subgraph_attributes_and_round_trip():
     back = loader.to_proto(model)
     onnx.checker.check_model(back)
     assert back.graph.node[0].attribute[0].g.node[0].op_type in {"Identity", "Neg"}
+
+
+def test_a_model_proto_passed_in_is_not_mutated():
+    proto = add_relu()
+    proto.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.arange(4, dtype=np.float32), "b"))
+    before = proto.SerializeToString()
+    ort.InferenceSession(proto).run(None, {"x": np.ones((1, 4), np.float32)})
+    assert proto.SerializeToString() == before
+
+
+def test_large_initializers_keep_their_values_and_shapes_are_inferred(tmp_path):
+    """Shape inference runs on a light copy (large initializers declared as typed inputs)."""
+    w = np.random.default_rng(0).standard_normal((4, 4096)).astype(np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+                              "g", [x], [y], initializer=[numpy_helper.from_array(w, "w")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = loader.load(str(path))
+    np.testing.assert_array_equal(model.graph.initializers["w"], w)
+    assert model.graph.value_info["h"].type == ir.TensorType(np.dtype(np.float32), (2, 4096))
+    assert [v.name for v in model.graph.inputs] == ["x"]

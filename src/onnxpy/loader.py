@@ -37,7 +37,7 @@ def load(source: Any) -> ir.Model:
         raise NoModel(
             f"cannot load a model from a {type(source).__name__}: expected a path, bytes or onnx.ModelProto"
         )
-    return from_proto(proto, base_dir)
+    return from_proto(proto, base_dir, owned=proto is not source)
 
 
 def _parse(data: bytes, what: str) -> onnx.ModelProto:
@@ -51,8 +51,11 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
     return proto
 
 
-def from_proto(proto: onnx.ModelProto, base_dir: str | None = None) -> ir.Model:
-    """Convert a ModelProto to the IR, resolving external data against ``base_dir``."""
+def from_proto(proto: onnx.ModelProto, base_dir: str | None = None, owned: bool = False) -> ir.Model:
+    """Convert a ModelProto to the IR, resolving external data against ``base_dir``.
+
+    With ``owned`` (the proto was parsed here, nobody else holds it), each initializer's bytes are
+    dropped from the proto once converted, so the weights are not held twice."""
     if proto.ir_version < MIN_IR_VERSION:
         raise Fail(
             f"unsupported model IR version {proto.ir_version}: onnxpy runs IR versions "
@@ -60,14 +63,14 @@ def from_proto(proto: onnx.ModelProto, base_dir: str | None = None) -> ir.Model:
         )
     if not proto.opset_import:
         raise InvalidGraph("the model has no opset import: every model must import the ai.onnx opset")
-    proto = _with_inferred_shapes(proto)
+    typed = _inferred_graph(proto)
     opsets = {_domain(o.domain): o.version for o in proto.opset_import}
     functions = {}
     for f in proto.functions:
         fn = _function(f, base_dir)
         functions[(fn.domain, fn.name)] = fn
     return ir.Model(
-        graph=_graph(proto.graph, base_dir),
+        graph=_graph(proto.graph, base_dir, typed, owned),
         opset_imports=opsets,
         ir_version=proto.ir_version,
         producer_name=proto.producer_name,
@@ -81,12 +84,33 @@ def from_proto(proto: onnx.ModelProto, base_dir: str | None = None) -> ir.Model:
     )
 
 
-def _with_inferred_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Annotate value_info with onnx's shape inference where it succeeds; a failure is not fatal."""
+LIGHT_INITIALIZER_BYTES = 1 << 12
+
+
+def _inferred_graph(proto: onnx.ModelProto) -> onnx.GraphProto | None:
+    """The graph annotated by onnx's shape inference (value_info, subgraph types), or None where
+    inference fails (it is advisory). It runs on a light copy: initializers larger than
+    ``LIGHT_INITIALIZER_BYTES`` are declared as typed inputs instead of copied."""
+    light = onnx.ModelProto(ir_version=proto.ir_version)
+    light.opset_import.extend(proto.opset_import)
+    light.functions.extend(proto.functions)
+    g, src = light.graph, proto.graph
+    g.name = src.name
+    g.node.extend(src.node)
+    g.input.extend(src.input)
+    g.output.extend(src.output)
+    g.value_info.extend(src.value_info)
+    g.sparse_initializer.extend(src.sparse_initializer)
+    declared = {v.name for v in src.input}
+    for t in src.initializer:
+        if t.ByteSize() <= LIGHT_INITIALIZER_BYTES:
+            g.initializer.append(t)
+        elif t.name not in declared:
+            g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
     try:
-        return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False)
+        return onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False).graph
     except Exception:  # noqa: BLE001 - inference is advisory; the planner validates the graph
-        return proto
+        return None
 
 
 def _domain(domain: str) -> str:
@@ -175,17 +199,25 @@ def _sparse_to_dense(sp: onnx.SparseTensorProto, base_dir: str | None) -> np.nda
     return dense
 
 
-def _graph(g: onnx.GraphProto, base_dir: str | None) -> ir.Graph:
-    inits = {t.name: tensor_from_proto(t, base_dir) for t in g.initializer}
+def _graph(g: onnx.GraphProto, base_dir: str | None, typed: onnx.GraphProto | None = None,
+           owned: bool = False) -> ir.Graph:
+    """Convert a graph; nodes, outputs and value_info come from ``typed`` (the shape-inferred
+    copy) when given, inputs and initializers from ``g``."""
+    inits = {}
+    for t in g.initializer:
+        inits[t.name] = tensor_from_proto(t, base_dir)
+        if owned:
+            t.ClearField("raw_data")
     for sp in g.sparse_initializer:
         inits[sp.values.name] = _sparse_to_dense(sp, base_dir)
+    annotated = typed if typed is not None else g
     return ir.Graph(
         name=g.name,
         inputs=[_value_info(v) for v in g.input],
-        outputs=[_value_info(v) for v in g.output],
-        nodes=[_node(n, base_dir) for n in g.node],
+        outputs=[_value_info(v) for v in annotated.output],
+        nodes=[_node(n, base_dir) for n in annotated.node],
         initializers=inits,
-        value_info={v.name: _value_info(v) for v in g.value_info},
+        value_info={v.name: _value_info(v) for v in annotated.value_info},
         doc_string=g.doc_string,
     )
 
