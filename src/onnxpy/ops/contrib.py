@@ -511,17 +511,24 @@ def multi_head_attention(query, key=None, value=None, bias=None, key_padding_mas
             v = _heads(value if bias is None else value + bias[d + dk:], num_heads)
     if past_key is not None:
         k, v = np.concatenate([past_key, k], axis=2), np.concatenate([past_value, v], axis=2)
+    y, logits = _masked_attention(q, k, v, key_padding_mask, unidirectional, attention_bias, mask_filter_value, scale)
+    return (_merge_heads(y), k, v, logits.astype(query.dtype))[: max(ctx.num_outputs, 1)]
+
+
+def _masked_attention(q, k, v, padding, unidirectional, attention_bias, mask_filter_value, scale):
+    """Scaled dot-product attention over (B, N, S, H) heads with onnxruntime's key-padding mask
+    (any ``mask_index`` form), optional causal mask and additive bias; returns (y, logits)."""
     b, _, s, h = q.shape
     t = k.shape[2]
     mask = None
-    if key_padding_mask is not None:
-        mask = _key_padding_bias(key_padding_mask, b, s, t, mask_filter_value)
+    if padding is not None:
+        mask = _key_padding_bias(padding, b, s, t, mask_filter_value)
     if unidirectional:
         mask = _add_bias(mask, _causal_bias(s, t, t - s, mask_filter_value))
     if attention_bias is not None:
         mask = _add_bias(mask, attention_bias.astype(np.float32))
     y, logits, _ = _sdpa(q, k, v, scale=scale or 1 / np.sqrt(h), bias=mask)
-    return (_merge_heads(y), k, v, logits.astype(query.dtype))[: max(ctx.num_outputs, 1)]
+    return y, logits
 
 
 @kernel("Attention", since=1, domain=MS)
@@ -541,16 +548,7 @@ def attention(input, weights, bias=None, mask_index=None, past=None, attention_b
     q, k, v = (_heads(part, num_heads) for part in np.split(proj, np.cumsum(sizes)[:2], axis=-1))
     if past is not None:
         k, v = np.concatenate([past[0], k], axis=2), np.concatenate([past[1], v], axis=2)
-    b, _, s, h = q.shape
-    t = k.shape[2]
-    mask = None
-    if mask_index is not None:
-        mask = _key_padding_bias(mask_index, b, s, t, mask_filter_value)
-    if unidirectional:
-        mask = _add_bias(mask, _causal_bias(s, t, t - s, mask_filter_value))
-    if attention_bias is not None:
-        mask = _add_bias(mask, attention_bias.astype(np.float32))
-    y, _, _ = _sdpa(q, k, v, scale=scale or 1 / np.sqrt(h), bias=mask)
+    y, _ = _masked_attention(q, k, v, mask_index, unidirectional, attention_bias, mask_filter_value, scale)
     y = _merge_heads(y).astype(input.dtype, copy=False)
     return (y, np.stack([k, v]).astype(input.dtype, copy=False)) if ctx.num_outputs > 1 else y
 
