@@ -52,9 +52,7 @@ def profiled(plan: Plan, records: list[tuple[ir.Node, float, float]]) -> Plan:
 
 
 def _node_error(plan: Plan, i: int, e: Exception) -> Exception:
-    node = plan.nodes[i] if plan.nodes else None
-    if node is None:
-        return e
+    node = plan.nodes[i]
     if isinstance(e, OnnxpyError) and " failed: " in str(e):
         return type(e)(str(e))  # already names the innermost node (subgraph)
     cls = type(e) if isinstance(e, OnnxpyError) else RuntimeException

@@ -1,6 +1,6 @@
 """Evaluate nodes whose inputs are all constants once, at session creation, with the kernels.
 
-``Shape`` of a value whose shape is fully known folds too. Random and sequence-producing ops,
+(``Shape`` of statically known dims is shape_folding's job.) Random and sequence-producing ops,
 nodes with subgraphs, and results larger than ``MAX_FOLDED_BYTES`` are left alone.
 """
 from __future__ import annotations
@@ -26,16 +26,10 @@ def fold_constants(model: ir.Model, registry: Registry) -> bool:
     constants = fixed_inputs(graph)
     keep, changed = [], False
     for node in graph.nodes:
-        static_shape = _static_shape(node, graph)
         foldable = (
             not node.domain and node.op_type not in NOT_FOLDED and not any(node.subgraphs())
             and all(n in constants for n in node.inputs if n) and node.inputs
         )
-        if static_shape is not None:
-            graph.initializers[node.outputs[0]] = static_shape
-            constants.add(node.outputs[0])
-            changed = True
-            continue
         if not foldable or registry.resolve(node.domain, node.op_type, node_opset(node, model.opset_imports)) is None:
             keep.append(node)
             continue
@@ -56,20 +50,3 @@ def fold_constants(model: ir.Model, registry: Registry) -> bool:
     graph.nodes = keep
     return changed
 
-
-def _static_shape(node: ir.Node, graph: ir.Graph) -> np.ndarray | None:
-    """The folded value of a ``Shape`` node whose input shape is fully static, else None."""
-    if node.op_type != "Shape" or node.domain or len(node.outputs) != 1:
-        return None
-    info = graph.value_info.get(node.inputs[0])
-    if info is None:
-        info = next((v for v in graph.inputs if v.name == node.inputs[0]), None)
-    t = info.type if info is not None else None
-    if not isinstance(t, ir.TensorType) or t.shape is None or not all(isinstance(d, int) for d in t.shape):
-        return None
-    shape = np.array(t.shape, dtype=np.int64)
-    rank = len(shape)
-    start = node.attributes.get("start", 0)
-    end = node.attributes.get("end", rank)
-    start, end = (min(max(v + rank if v < 0 else v, 0), rank) for v in (start, end))
-    return shape[start:end]
