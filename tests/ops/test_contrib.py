@@ -44,6 +44,15 @@ def test_fused_conv(activation, params):
     ort_check("FusedConv", feeds, ["Y"], group=2, strides=[2, 2], pads=[1, 1, 1, 1], **attrs)
 
 
+@pytest.mark.parametrize("ws, group", [((6, 4, 3, 3), 1), ((8, 1, 3, 3), 4)])
+@pytest.mark.parametrize("activation, params", [("Relu", None), ("Clip", [0.0, 6.0]), ("Clip", [-0.5, 0.5])])
+def test_fused_conv_clamp(ws, group, activation, params):
+    """Without Z, Relu and Clip clamp inside the convolution (GEMM path and depthwise kernel)."""
+    feeds = {"X": rand(2, 4, 9, 8, scale=3), "W": rand(*ws), "B": rand(ws[0])}
+    attrs = {"activation_params": params} if params else {}
+    ort_check("FusedConv", feeds, ["Y"], group=group, pads=[1, 1, 1, 1], activation=activation, **attrs)
+
+
 @pytest.mark.parametrize("activation", ["Relu", "LeakyRelu", "Tanh", "Sigmoid"])
 def test_fused_gemm(activation):
     feeds = {"A": rand(4, 3), "B": rand(5, 4), "C": rand(5)}
@@ -140,7 +149,7 @@ def test_qlinear_concat():
 
 @pytest.mark.parametrize("channels_last", [0, 1])
 def test_qlinear_global_average_pool(channels_last):
-    feeds = {"X": q8(2, 3, 4, 5), "xs": scalar(0.05), "xz": scalar(100, np.uint8), "ys": scalar(0.03),
+    feeds = {"X": q8(2, 16, 4, 5), "xs": scalar(0.05), "xz": scalar(100, np.uint8), "ys": scalar(0.03),
              "yz": scalar(120, np.uint8)}
     ort_check_quantized("QLinearGlobalAveragePool", feeds, ["Y"], 2, channels_last=channels_last)
 

@@ -62,7 +62,7 @@ def test_conv_explicit_pads(opset, xs, ws, strides, dilations, pads, group):
 @pytest.mark.parametrize("xs,ws", [
     ((2, 16, 30, 37), (4, 16, 3, 3)),        # 144 * 37 patch elements per output row: bands of 6 rows
     ((1, 8, 11, 12, 10), (4, 4, 3, 3, 3)),   # 216 * 120 per row: the 256-column minimum, bands of 3
-    ((1, 6, 40, 30), (6, 1, 3, 3)),          # depthwise: 54 * 30 per row, bands of 20 rows
+    ((1, 6, 40, 30), (6, 2, 3, 3)),          # grouped: 54 * 30 per row, bands of 20 rows
 ])
 def test_conv_im2col_in_row_bands(monkeypatch, xs, ws):
     monkeypatch.setattr(conv_module, "_COLS_BUDGET", 1 << 15)
@@ -73,6 +73,27 @@ def test_conv_im2col_in_row_bands(monkeypatch, xs, ws):
     model = node_model("Conv", {"x": x, "w": w}, ["y"], opset=22, pads=pads, group=group)
     check(model, {"x": x, "w": w}, expected=[torch_conv(x, w, None, [1] * n, [1] * n, pads, group)],
           rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("xs,ws,strides,dilations,pads", [
+    ((2, 5, 13, 11), (5, 1, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1]),
+    ((1, 6, 16, 15), (6, 1, 3, 3), [2, 2], [1, 1], [0, 0, 1, 1]),     # the usual stride-2 padding
+    ((1, 4, 17, 12), (12, 1, 5, 3), [3, 2], [1, 1], [2, 1, 0, 2]),    # multiplier 3, odd strides
+    ((2, 3, 12, 14), (3, 1, 3, 3), [1, 2], [2, 3], [2, 3, 1, 0]),     # dilated
+    ((1, 2, 4, 5), (2, 1, 5, 5), [1, 1], [1, 1], [4, 4, 4, 4]),       # padding wider than the input
+    ((1, 3, 9, 9), (3, 1, 3, 3), [2, 2], [1, 1], [0, 0, 0, 0]),       # input rows the output never reads
+    ((1, 960, 7, 7), (960, 1, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1]),
+    ((2, 4, 20), (8, 1, 5), [2], [2], [3, 1]),                       # 1-D
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_conv_depthwise(xs, ws, strides, dilations, pads, dtype):
+    """C/group == 1 runs the compiled one-pass kernel (ops/_jit.py) for 1-D and 2-D."""
+    x, w, b = rand(*xs, dtype=dtype), rand(*ws, dtype=dtype), rand(ws[0], dtype=dtype)
+    model = node_model("Conv", {"x": x, "w": w, "b": b}, ["y"], opset=22, strides=strides,
+                       dilations=dilations, pads=pads, group=xs[1])
+    tol = {np.float32: 1e-4, np.float64: 1e-10, np.float16: 1e-2}[dtype]
+    check(model, {"x": x, "w": w, "b": b}, expected=[torch_conv(x, w, b, strides, dilations, pads, xs[1])],
+          rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID", "NOTSET"])

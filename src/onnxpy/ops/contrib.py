@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 from onnxpy.ops._helpers import erf, sigmoid
-from onnxpy.ops.conv import conv
+from onnxpy.ops.conv import conv, convolve
 from onnxpy.ops.quantize import dequantize, dynamic_quantize_linear, quantize
 from onnxpy.ops.rnn import lstm
 from onnxpy.ops.transformer import grouped_matmul, rotate, softmax
@@ -39,6 +39,8 @@ _ACTIVATIONS = {
     "Softplus": lambda x, p: np.logaddexp(x, 0),
     "Softsign": lambda x, p: x / (1 + np.abs(x)),
 }
+_CLAMPS = {"Relu": lambda p: (0.0, np.inf),
+           "Clip": lambda p: (p[0], p[1]) if p else (-np.inf, np.inf)}
 _ACTIVATION_DEFAULTS = {"LeakyRelu": [0.01], "Clip": [-np.inf, np.inf], "HardSigmoid": [0.2, 0.5], "Elu": [1.0],
                         "ThresholdedRelu": [1.0], "ScaledTanh": [1.0, 1.0]}
 
@@ -83,9 +85,13 @@ def quick_gelu(X, *, alpha=1.702):
 @kernel("FusedConv", since=1, domain=MS)
 def fused_conv(X, W, B=None, Z=None, *, activation=None, activation_params=None, auto_pad="NOTSET",
                dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
-    """Conv + bias + optional sum input ``Z``, then the fused activation."""
-    y = conv(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape, pads=pads,
-             strides=strides)
+    """Conv + bias + optional sum input ``Z``, then the fused activation (Relu and Clip clamp in
+    the convolution's own pass when there is no ``Z``)."""
+    clamp = _CLAMPS[activation](activation_params) if Z is None and activation in _CLAMPS else None
+    y = convolve(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
+                 pads=pads, strides=strides, clamp=clamp)
+    if clamp is not None:
+        return y
     if Z is not None:
         y = y + Z
     return _activate(y, activation, activation_params)

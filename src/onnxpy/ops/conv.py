@@ -3,8 +3,9 @@
 Convolution is im2col plus GEMM: for each batch item, a band of output rows at a time, the strided
 patch view of the padded input is copied into a small, cache-resident ``(group, C/group * K, band)``
 buffer and multiplied by the ``(group, M/group, C/group * K)`` weights in one batched matmul written
-straight into the output. Depthwise convolution is the ``C/group == 1`` case: one tiny GEMM per
-channel, which beats tap-by-tap accumulation in numpy. Unpadded 1x1 convolutions skip the copy.
+straight into the output. Unpadded 1x1 convolutions skip the copy. Depthwise convolution
+(``C/group == 1``, 1-D or 2-D) has no GEMM worth the name: a compiled loop (``_jit``) does it in
+one pass, with bias and a fused clamp.
 The window geometry, shared with the pooling ops, lives in ``_helpers``.
 """
 from __future__ import annotations
@@ -18,19 +19,40 @@ import numpy as np
 from onnxpy.ops._helpers import compute_dtype, pad_spatial, per_axis, window_geometry, windows
 from onnxpy.registry import kernel
 
+_JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what the compiled depthwise kernel serves
 _COLS_BUDGET = 1 << 20  # elements of the im2col buffer: a band of output rows at a time stays in cache
 _GROUPED_COLS_BUDGET = 1 << 18  # smaller for grouped (depthwise) convs: many tiny GEMMs reread the band
 _MIN_GEMM_COLUMNS = 256  # but each GEMM gets at least this many output positions
 
 
-def _conv(x: np.ndarray, w: np.ndarray, group: int, strides: list[int], dilations: list[int],
-          begin: list[int], end: list[int], out: list[int]) -> np.ndarray:
-    """Grouped N-D convolution of x (N, C, ...) by w (M, C/group, ...) in x's dtype, no bias."""
+def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, strides: list[int],
+          dilations: list[int], begin: list[int], end: list[int], out: list[int],
+          clamp: tuple[float, float] | None = None) -> np.ndarray:
+    """Grouped N-D convolution of x (N, C, ...) by w (M, C/group, ...) plus bias b, then clamped to
+    ``clamp = (lo, hi)`` when given, in x's dtype (float32 or wider)."""
     n, c = x.shape[:2]
     m, cg = w.shape[:2]
     if cg * group != c or m % group:
         raise ValueError(f"X has {c} channels and W shape {w.shape}: expected C == W.shape[1] * group "
                          f"and M divisible by group (group={group})")
+    if cg == 1 and len(out) <= 2 and x.dtype in _JIT_DTYPES:
+        from onnxpy.ops import _jit
+
+        row = [1] * (2 - len(out))  # a 1-D convolution as a one-row image
+        y = _jit.depthwise2d(x.reshape(x.shape[:2] + (1,) * len(row) + x.shape[2:]),
+                             w.reshape(w.shape[:2] + (1,) * len(row) + w.shape[2:]), b, row + strides,
+                             row + dilations, [0] * len(row) + begin, row + out, clamp)
+        return y.reshape((n, m) + tuple(out))
+    y = _add_bias(_gemm_conv(x, w, group, strides, dilations, begin, end, out), b)
+    if clamp is not None:
+        np.clip(y, *clamp, out=y)
+    return y
+
+
+def _gemm_conv(x: np.ndarray, w: np.ndarray, group: int, strides: list[int], dilations: list[int],
+               begin: list[int], end: list[int], out: list[int]) -> np.ndarray:
+    n, c = x.shape[:2]
+    m, cg = w.shape[:2]
     k_shape = w.shape[2:]
     ksize, length = math.prod(k_shape), math.prod(out)
     wg = w.reshape(group, m // group, cg * ksize)
@@ -86,6 +108,14 @@ def _check_kernel_shape(kernel_shape: Sequence[int] | None, w: np.ndarray) -> No
 def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
          strides=None):
     """N-D grouped convolution (https://onnx.ai/onnx/operators/onnx__Conv.html)."""
+    return convolve(x, w, b, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
+                    pads=pads, strides=strides)
+
+
+def convolve(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
+             strides=None, clamp: tuple[float, float] | None = None) -> np.ndarray:
+    """Conv, with its output clamped to ``clamp = (lo, hi)`` in the same pass when given (fused
+    Relu/Clip)."""
     if x.ndim < 3 or w.ndim != x.ndim:
         raise ValueError(f"Conv expects X and W of the same rank >= 3, got {x.shape} and {w.shape}")
     _check_kernel_shape(kernel_shape, w)
@@ -94,8 +124,8 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     dilations = per_axis(dilations, n, 1, "dilations")
     out, begin, end = window_geometry(x.shape[2:], w.shape[2:], strides, dilations, pads, auto_pad)
     ct = compute_dtype(x.dtype)
-    y = _conv(x.astype(ct, copy=False), w.astype(ct, copy=False), group, strides, dilations, begin, end, out)
-    return _add_bias(y, b).astype(x.dtype, copy=False)
+    return _conv(x.astype(ct, copy=False), w.astype(ct, copy=False), b, group, strides, dilations, begin, end,
+                 out, clamp).astype(x.dtype, copy=False)
 
 
 @kernel("ConvTranspose", since=1)
@@ -225,8 +255,7 @@ def causal_conv_with_state(x, weight, bias=None, past_state=None, *, activation=
     ct = compute_dtype(x.dtype)
     state = np.zeros((bsz, c, k - 1), dtype=x.dtype) if past_state is None else past_state
     padded = np.concatenate([state, x], axis=2)
-    y = _conv(padded.astype(ct, copy=False), weight.astype(ct, copy=False), c, [1], [1], [0], [0], [length])
-    y = _add_bias(y, bias)
+    y = _conv(padded.astype(ct, copy=False), weight.astype(ct, copy=False), bias, c, [1], [1], [0], [0], [length])
     if activation != "none":
         y /= 1 + np.exp(-y)
     return y.astype(x.dtype, copy=False), np.ascontiguousarray(padded[:, :, padded.shape[2] - (k - 1):])
