@@ -136,9 +136,22 @@ def erf(x: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """``exp(min(x, 0)) / (1 + exp(-|x|))``: no overflow, and relative accuracy in both tails."""
-    zero, one = x.dtype.type(0), x.dtype.type(1)
-    return np.exp(np.minimum(x, zero)) / (one + np.exp(-np.abs(x)))
+    """``1 / (1 + exp(-x))`` in x's dtype, in place after the first pass: below about -88 (float32)
+    exp overflows to inf and gives the exact limit 0; both tails keep their relative accuracy."""
+    y = np.empty_like(x)
+    np.negative(x, out=y)
+    np.exp(y, out=y)
+    y += y.dtype.type(1)
+    return np.reciprocal(y, out=y)
+
+
+def swish(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """``x * sigmoid(alpha * x)`` as ``x / (1 + exp(-alpha * x))``, in place after the first pass."""
+    y = np.empty_like(x)
+    np.multiply(x, x.dtype.type(-alpha), out=y)
+    np.exp(y, out=y)
+    y += y.dtype.type(1)
+    return np.divide(x, y, out=y)
 
 
 def per_axis(values: Sequence[int] | None, n: int, default: int, name: str) -> list[int]:

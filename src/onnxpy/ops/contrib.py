@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from onnxpy.ops._helpers import erf, sigmoid
+from onnxpy.ops._helpers import erf, sigmoid, swish
 from onnxpy.ops.conv import conv, convolve
 from onnxpy.ops.quantize import dequantize, dynamic_quantize_linear, quantize
 from onnxpy.ops.rnn import lstm
@@ -78,8 +78,7 @@ def fast_gelu(X, bias=None):
 @kernel("QuickGelu", since=1, domain=MS)
 def quick_gelu(X, *, alpha=1.702):
     """``x * sigmoid(alpha * x)``."""
-    x = _work(X)
-    return (x * sigmoid(x * np.float32(alpha))).astype(X.dtype)
+    return swish(_work(X), alpha).astype(X.dtype, copy=False)
 
 
 @kernel("FusedConv", since=1, domain=MS)

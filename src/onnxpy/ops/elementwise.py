@@ -16,7 +16,7 @@ import ml_dtypes
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.ops._helpers import erf, normalize_axis, sigmoid
+from onnxpy.ops._helpers import erf, normalize_axis, sigmoid, swish as swish_of
 from onnxpy.registry import kernel
 
 _KEYWORD = inspect.Parameter.KEYWORD_ONLY
@@ -127,13 +127,20 @@ def _softsign(x: np.ndarray) -> np.ndarray:
     return x / (_scalar(x, 1) + np.abs(x))
 
 
-def _unit_clip(x: np.ndarray) -> np.ndarray:
-    """``x`` clipped to [0, 1] (np.clip turns bfloat16 into float32)."""
-    return np.minimum(np.maximum(x, _scalar(x, 0)), _scalar(x, 1))
+def _hard_sigmoid(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """``max(0, min(1, alpha * x + beta))`` as a new array, in place after the first pass (and not
+    with np.clip, which turns bfloat16 into float32)."""
+    y = np.empty_like(x)
+    np.multiply(x, _scalar(x, alpha), out=y)
+    y += _scalar(x, beta)
+    np.maximum(y, _scalar(x, 0), out=y)
+    return np.minimum(y, _scalar(x, 1), out=y)
 
 
 def _hard_swish(x: np.ndarray) -> np.ndarray:
-    return x * _unit_clip(x * _scalar(x, 1 / 6) + _scalar(x, 0.5))
+    y = _hard_sigmoid(x, 1 / 6, 0.5)
+    y *= x
+    return y
 
 
 def _mish(x: np.ndarray) -> np.ndarray:
@@ -315,7 +322,7 @@ def selu_1(x, *, alpha=_f32(1.6732), gamma=_f32(1.0507), consumed_inputs=None):
 @kernel("HardSigmoid", since=6)
 def hard_sigmoid(x, *, alpha=_f32(0.2), beta=0.5):
     """``max(0, min(1, alpha * x + beta))``."""
-    return np.asarray(_unit_clip(x * _scalar(x, alpha) + _scalar(x, beta)))
+    return _hard_sigmoid(np.asarray(x), alpha, beta)
 
 
 @kernel("LeakyRelu", since=6)
@@ -361,7 +368,7 @@ def gelu(x, *, approximate="none"):
 @kernel("Swish", since=24)
 def swish(x, *, alpha=1.0):
     """``x * sigmoid(alpha * x)``."""
-    return np.asarray(x * sigmoid(x * _scalar(x, alpha)))
+    return swish_of(np.asarray(x), alpha)
 
 
 @kernel("IsInf", since=10)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.ops._helpers import sigmoid
+from onnxpy.ops._helpers import swish
 from onnxpy.registry import kernel
 
 
@@ -192,7 +192,9 @@ def swiglu(A, B, *, alpha=1.0):
         raise ValueError(f"SwiGLU needs inputs of one shape and dtype, got {A.shape} {A.dtype} and "
                          f"{B.shape} {B.dtype}")
     a = A.astype(np.float32) if A.dtype != np.float64 else A
-    return (a * sigmoid(a.dtype.type(alpha) * a) * B.astype(a.dtype)).astype(A.dtype)
+    y = swish(a, alpha)
+    y *= B
+    return y.astype(A.dtype, copy=False)
 
 
 def _per_head(x: np.ndarray, heads: int) -> np.ndarray:
