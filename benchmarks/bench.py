@@ -8,7 +8,9 @@ count, the ratio onnxpy/onnxruntime, session-creation times, peak resident memor
 in its own process), FLOPs and latency as a multiple of the FLOP bound from a measured numpy
 matmul peak. Writes benchmarks/results/latest.json and latest.md. The environment's
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed for the benchmark's processes, as a user's
-machine would not have them; the BLAS kernel in use is reported.
+machine would not have them (the BLAS kernel in use is reported), and so is
+PYTHONDONTWRITEBYTECODE: an installed package has its bytecode compiled, and session creation
+in a fresh process (which includes the import) would otherwise time Python compiling the sources.
 """
 from __future__ import annotations
 
@@ -23,11 +25,11 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+SANDBOX_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "PYTHONDONTWRITEBYTECODE")
 
 
 def _worker(kind: str, **params) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in BLAS_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in SANDBOX_VARS}
     env["PYTHONPATH"] = os.pathsep.join([ROOT, os.path.join(ROOT, "src"), env.get("PYTHONPATH", "")])
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--params", json.dumps(params)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)

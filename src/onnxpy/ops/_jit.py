@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, uint64
 
+_CHUNK = uint64(1024)
+
 
 @njit(cache=True, nogil=True)
 def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, out):  # pragma: no cover - compiled
@@ -49,16 +51,19 @@ def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, out):  # pragma: 
                             planes[dst + j] = xf[src + j * step]
             for m in range(c * mult, (c + 1) * mult):
                 b = bias[m]
-                for p in range(run):
-                    acc[p] = b
-                for ky in range(k_h):
-                    dy = ky * dilations[0]
-                    for kx in range(k_w):
-                        dx = kx * dilations[1]
-                        wv = wf[(m * k_h + ky) * k_w + kx]
-                        base = uint64((((dy % s_h) * s_w + dx % s_w) * plane_h + dy // s_h) * plane_w + dx // s_w)
-                        for p in range(run):
-                            acc[p] += wv * planes[base + p]
+                for start in range(0, run, _CHUNK):  # a chunk of the accumulator stays in L1 over all taps
+                    size = min(_CHUNK, run - start)
+                    for p in range(size):
+                        acc[start + p] = b
+                    for ky in range(k_h):
+                        dy = ky * dilations[0]
+                        for kx in range(k_w):
+                            dx = kx * dilations[1]
+                            wv = wf[(m * k_h + ky) * k_w + kx]
+                            base = start + uint64((((dy % s_h) * s_w + dx % s_w) * plane_h + dy // s_h) * plane_w
+                                                  + dx // s_w)
+                            for p in range(size):
+                                acc[start + p] += wv * planes[base + p]
                 dst0, width_out, row_in = uint64((n * m_out + m) * out_h * out_w), uint64(out_w), uint64(plane_w)
                 for oy in range(uint64(out_h)):
                     for ox in range(width_out):
