@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from onnxpy.ops._helpers import erf, sigmoid, swish
+from onnxpy.ops._helpers import gelu as gelu_of, sigmoid, swish
 from onnxpy.ops.conv import conv, convolve
 from onnxpy.ops.quantize import dequantize, dynamic_quantize_linear, quantize
 from onnxpy.ops.rnn import lstm
@@ -22,8 +22,7 @@ def _work(x: np.ndarray) -> np.ndarray:
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    w = _work(x)
-    return (0.5 * w * (1 + erf(w * w.dtype.type(np.sqrt(0.5))))).astype(x.dtype)
+    return gelu_of(_work(x)).astype(x.dtype, copy=False)
 
 
 _ACTIVATIONS = {

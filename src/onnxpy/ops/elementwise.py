@@ -16,7 +16,7 @@ import ml_dtypes
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.ops._helpers import erf, normalize_axis, sigmoid, swish as swish_of
+from onnxpy.ops._helpers import erf, gelu as gelu_of, normalize_axis, sigmoid, swish as swish_of
 from onnxpy.registry import kernel
 
 _KEYWORD = inspect.Parameter.KEYWORD_ONLY
@@ -354,11 +354,10 @@ def shrink(x, *, bias=0.0, lambd=0.5):
 def gelu(x, *, approximate="none"):
     """``x * Φ(x)``, with Φ the standard normal CDF or, for approximate="tanh", its tanh estimate."""
     if approximate == "none":
-        cdf = erf(x * _scalar(x, 1 / math.sqrt(2)))
-    elif approximate == "tanh":
-        cdf = np.tanh((x + _scalar(x, 0.044715) * x * x * x) * _scalar(x, math.sqrt(2 / math.pi)))
-    else:
+        return gelu_of(np.asarray(x))
+    if approximate != "tanh":
         raise ValueError(f"approximate must be 'none' or 'tanh', not {approximate!r}")
+    cdf = np.tanh((x + _scalar(x, 0.044715) * x * x * x) * _scalar(x, math.sqrt(2 / math.pi)))
     cdf += _scalar(x, 1)  # cdf is a new array: finish in place
     cdf *= x
     cdf *= _scalar(x, 0.5)
