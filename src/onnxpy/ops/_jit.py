@@ -34,6 +34,13 @@ def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, out):  # pragma: 
     acc = np.empty(out_h * plane_w, dtype=x.dtype)
     xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
     run = uint64(out_h * plane_w)
+    taps = k_h * k_w
+    tap_start = np.empty(taps, dtype=np.uint64)  # where each tap's run starts in ``planes``
+    for ky in range(k_h):
+        dy = ky * dilations[0]
+        for kx in range(k_w):
+            dx = kx * dilations[1]
+            tap_start[ky * k_w + kx] = (((dy % s_h) * s_w + dx % s_w) * plane_h + dy // s_h) * plane_w + dx // s_w
     for n in range(n_batch):
         for c in range(channels):
             src0 = uint64((n * channels + c) * height * width)
@@ -57,15 +64,11 @@ def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, out):  # pragma: 
                     size = min(_CHUNK, run - start)
                     for p in range(size):
                         acc[start + p] = b
-                    for ky in range(k_h):
-                        dy = ky * dilations[0]
-                        for kx in range(k_w):
-                            dx = kx * dilations[1]
-                            wv = wf[(m * k_h + ky) * k_w + kx]
-                            base = start + uint64((((dy % s_h) * s_w + dx % s_w) * plane_h + dy // s_h) * plane_w
-                                                  + dx // s_w)
-                            for p in range(size):
-                                acc[start + p] += wv * planes[base + p]
+                    for tap in range(taps):
+                        wv = wf[m * taps + tap]
+                        base = start + tap_start[tap]
+                        for p in range(size):
+                            acc[start + p] += wv * planes[base + p]
                 dst0, width_out, row_in = uint64((n * m_out + m) * out_h * out_w), uint64(out_w), uint64(plane_w)
                 for oy in range(uint64(out_h)):
                     for ox in range(width_out):
