@@ -2,12 +2,26 @@
 erf and sigmoid, and the sliding-window and padding arithmetic of convolution and pooling."""
 from __future__ import annotations
 
+import contextvars
 import math
+import os
 from typing import Any, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from numpy.polynomial import chebyshev
+
+
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+# threads the run in progress may use in kernels that split their work (0: one per core); the
+# session sets it from SessionOptions.intra_op_num_threads for each run
+INTRA_OP_THREADS: contextvars.ContextVar[int] = contextvars.ContextVar("onnxpy_intra_op_threads", default=0)
+
+
+def intra_op_threads() -> int:
+    """The number of threads kernels may split their work across in this run."""
+    return INTRA_OP_THREADS.get() or CORES
 
 
 def normalize_axis(axis: int, rank: int) -> int:

@@ -12,16 +12,23 @@ stops LLVM from vectorising the inner loops.
 """
 from __future__ import annotations
 
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
 import numpy as np
 from numba import njit, uint64
+
+from onnxpy.ops._helpers import CORES, intra_op_threads
 
 _CHUNK = uint64(1024)
 _BLOCK = 512
 
 
 @njit(cache=True, nogil=True)
-def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, out):  # pragma: no cover - compiled
-    n_batch, channels, height, width = x.shape
+def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, first, stop, out):  # pragma: no cover - compiled
+    channels, height, width = x.shape[1:]
     m_out, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     k_h, k_w = w.shape[1], w.shape[2]
     s_h, s_w = strides[0], strides[1]
@@ -41,43 +48,43 @@ def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, out):  # pragma: 
         for kx in range(k_w):
             dx = kx * dilations[1]
             tap_start[ky * k_w + kx] = (((dy % s_h) * s_w + dx % s_w) * plane_h + dy // s_h) * plane_w + dx // s_w
-    for n in range(n_batch):
-        for c in range(channels):
-            src0 = uint64((n * channels + c) * height * width)
-            for r in range(s_h):
-                for q in range(s_w):
-                    i0 = max(0, -((r - pads[0]) // s_h))
-                    i1 = min(plane_h, (height - 1 - r + pads[0]) // s_h + 1)
-                    j0 = max(0, -((q - pads[1]) // s_w))
-                    j1 = min(plane_w, (width - 1 - q + pads[1]) // s_w + 1)
-                    if j1 <= j0:
-                        continue
-                    count, step = uint64(j1 - j0), uint64(s_w)
-                    for i in range(i0, i1):
-                        src = src0 + uint64((i * s_h + r - pads[0]) * width + j0 * s_w + q - pads[1])
-                        dst = uint64(((r * s_w + q) * plane_h + i) * plane_w + j0)
-                        for j in range(count):
-                            planes[dst + j] = xf[src + j * step]
-            for m in range(c * mult, (c + 1) * mult):
-                b = bias[m]
-                for start in range(0, run, _CHUNK):  # a chunk of the accumulator stays in L1 over all taps
-                    size = min(_CHUNK, run - start)
+    for item in range(first, stop):  # (batch, channel) pairs of this share
+        n, c = item // channels, item % channels
+        src0 = uint64(item * height * width)
+        for r in range(s_h):
+            for q in range(s_w):
+                i0 = max(0, -((r - pads[0]) // s_h))
+                i1 = min(plane_h, (height - 1 - r + pads[0]) // s_h + 1)
+                j0 = max(0, -((q - pads[1]) // s_w))
+                j1 = min(plane_w, (width - 1 - q + pads[1]) // s_w + 1)
+                if j1 <= j0:
+                    continue
+                count, step = uint64(j1 - j0), uint64(s_w)
+                for i in range(i0, i1):
+                    src = src0 + uint64((i * s_h + r - pads[0]) * width + j0 * s_w + q - pads[1])
+                    dst = uint64(((r * s_w + q) * plane_h + i) * plane_w + j0)
+                    for j in range(count):
+                        planes[dst + j] = xf[src + j * step]
+        for m in range(c * mult, (c + 1) * mult):
+            b = bias[m]
+            for start in range(0, run, _CHUNK):  # a chunk of the accumulator stays in L1 over all taps
+                size = min(_CHUNK, run - start)
+                for p in range(size):
+                    acc[start + p] = b
+                for tap in range(taps):
+                    wv = wf[m * taps + tap]
+                    base = start + tap_start[tap]
                     for p in range(size):
-                        acc[start + p] = b
-                    for tap in range(taps):
-                        wv = wf[m * taps + tap]
-                        base = start + tap_start[tap]
-                        for p in range(size):
-                            acc[start + p] += wv * planes[base + p]
-                dst0, width_out, row_in = uint64((n * m_out + m) * out_h * out_w), uint64(out_w), uint64(plane_w)
-                for oy in range(uint64(out_h)):
-                    for ox in range(width_out):
-                        v = acc[oy * row_in + ox]
-                        if v < lo:
-                            v = lo
-                        if v > hi:
-                            v = hi
-                        of[dst0 + oy * width_out + ox] = v
+                        acc[start + p] += wv * planes[base + p]
+            dst0, width_out, row_in = uint64((n * m_out + m) * out_h * out_w), uint64(out_w), uint64(plane_w)
+            for oy in range(uint64(out_h)):
+                for ox in range(width_out):
+                    v = acc[oy * row_in + ox]
+                    if v < lo:
+                        v = lo
+                    if v > hi:
+                        v = hi
+                    of[dst0 + oy * width_out + ox] = v
     return out
 
 
@@ -91,9 +98,11 @@ def depthwise2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: 
     t = x.dtype.type
     lo, hi = (-np.inf, np.inf) if clamp is None else clamp
     b = np.zeros(w.shape[0], dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    ints = [np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)]
-    return _depthwise2d(np.ascontiguousarray(x), np.ascontiguousarray(w).reshape(w.shape[0], *w.shape[2:]), b,
-                        *ints, t(lo), t(hi), out)
+    args = (np.ascontiguousarray(x), np.ascontiguousarray(w).reshape(w.shape[0], *w.shape[2:]), b,
+            *(np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)), t(lo), t(hi))
+    per_channel = w.shape[0] // x.shape[1] * w[0].size * math.prod(out_hw)
+    parallel(lambda first, stop: _depthwise2d(*args, first, stop, out), x.shape[0] * x.shape[1], per_channel)
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -130,5 +139,30 @@ def erf(x: np.ndarray, coefficients: np.ndarray, radius: float, gelu: bool) -> n
     t = x.dtype.type
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
-    _erf(flat, coefficients, t(radius), t(2 / (radius * radius)), t(np.sqrt(0.5) if gelu else 1), gelu, out)
+    args = (coefficients, t(radius), t(2 / (radius * radius)), t(np.sqrt(0.5) if gelu else 1), gelu)
+    parallel(lambda first, stop: _erf(flat[first:stop], *args, out[first:stop]), flat.size, coefficients.size)
     return out.reshape(x.shape)
+
+
+_MIN_SHARE = 200_000  # multiply-adds below which handing work to another thread costs more than it saves
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def parallel(run: Callable[[int, int], object], count: int, cost: float) -> None:
+    """``run(first, stop)`` over ``[0, count)`` split into contiguous shares, one per intra-op
+    thread (the calling thread takes the first), when ``count * cost`` multiply-adds are worth it;
+    ``run`` must release the GIL (a ``nogil`` compiled kernel) for the shares to overlap."""
+    global _POOL
+    shares = max(1, min(intra_op_threads(), count, int(count * cost // _MIN_SHARE)))
+    if shares == 1:
+        run(0, count)
+        return
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="onnxpy")
+    bounds = [count * i // shares for i in range(shares + 1)]
+    futures = [_POOL.submit(run, bounds[i], bounds[i + 1]) for i in range(1, shares)]
+    run(bounds[0], bounds[1])
+    for future in futures:
+        future.result()
