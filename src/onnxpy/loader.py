@@ -5,7 +5,10 @@ the model's folder only; model-local functions and subgraphs are converted recur
 """
 from __future__ import annotations
 
+import math
+import mmap
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -31,13 +34,126 @@ def load(source: Any) -> ir.Model:
         if not os.path.isfile(path):
             raise NoSuchFile(f"model file {path!r} does not exist")
         with open(path, "rb") as f:
-            proto = _parse(f.read(), repr(path))
+            data, weights = _without_weights(f, repr(path))
+        proto = _parse(data, repr(path))
         base_dir = os.path.dirname(os.path.abspath(path))
+        return from_proto(proto, base_dir, owned=True, weights={i: (path, *at) for i, at in weights.items()})
     else:
         raise NoModel(
             f"cannot load a model from a {type(source).__name__}: expected a path, bytes or onnx.ModelProto"
         )
     return from_proto(proto, base_dir, owned=proto is not source)
+
+
+# Weights are read from the file straight into their arrays: the model is parsed without the
+# main graph's large initializer payloads (protobuf field raw_data), whose file offsets are noted
+# by walking the wire format. The file's bytes, the parsed message and the arrays are then never
+# all in memory at once (a 500 MB model peaked at twice its size), and nothing is copied twice.
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_RAW_DATA = 7, 5, 9
+_SEPARATE_BYTES = 16 * 512  # payloads above this leave the parsed model (and the light copy)
+
+
+def _varint(buf, pos: int, what: str) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise InvalidProtobuf(f"{what} is not a valid ONNX protobuf (truncated or corrupt varint)")
+        byte = buf[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf, start: int, end: int, what: str):
+    """``(field, wire type, key start, value start, value end)`` of each field of the message
+    ``buf[start:end]``."""
+    pos = start
+    while pos < end:
+        key_start = pos
+        key, pos = _varint(buf, pos, what)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value_end = _varint(buf, pos, what)[1]
+        elif wire in (1, 5):
+            value_end = pos + (8 if wire == 1 else 4)
+        elif wire == 2:
+            length, pos = _varint(buf, pos, what)
+            value_end = pos + length
+        else:
+            raise InvalidProtobuf(f"{what} is not a valid ONNX protobuf (wire type {wire} in field {field})")
+        if value_end > end:
+            raise InvalidProtobuf(f"{what} is not a valid ONNX protobuf (truncated or corrupt)")
+        yield field, wire, key_start, pos, value_end
+        pos = value_end
+
+
+def _length_delimited(field: int, body: bytes) -> bytes:
+    out, n = bytearray(), (field << 3) | 2
+    for value in (n, len(body)):
+        while value >= 0x80:
+            out.append((value & 0x7F) | 0x80)
+            value >>= 7
+        out.append(value)
+    return bytes(out) + body
+
+
+def _without_weights(f, what: str) -> tuple[bytes, dict[int, tuple[int, int]]]:
+    """The model file's bytes without the large raw_data of the main graph's initializers, and
+    ``{initializer index: (file offset, length)}`` of what was left out."""
+    size = os.fstat(f.fileno()).st_size
+    if size == 0 or sys.byteorder != "little":
+        return f.read(), {}
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        parts, weights = [], {}
+        for field, wire, key_start, start, end in _fields(buf, 0, size, what):
+            if field != _MODEL_GRAPH or wire != 2:
+                parts.append(buf[key_start:end])
+                continue
+            graph, index = [], 0
+            for g_field, g_wire, g_key, g_start, g_end in _fields(buf, start, end, what):
+                if g_field != _GRAPH_INITIALIZER or g_wire != 2:
+                    graph.append(buf[g_key:g_end])
+                    continue
+                kept, payload = [], None
+                for t_field, t_wire, t_key, t_start, t_end in _fields(buf, g_start, g_end, what):
+                    if t_field == _TENSOR_RAW_DATA and t_wire == 2 and t_end - t_start > _SEPARATE_BYTES:
+                        payload = (t_start, t_end - t_start)
+                    else:
+                        kept.append(buf[t_key:t_end])
+                if payload is None:
+                    graph.append(buf[g_key:g_end])
+                else:
+                    weights[index] = payload
+                    graph.append(_length_delimited(_GRAPH_INITIALIZER, b"".join(kept)))
+                index += 1
+            parts.append(_length_delimited(_MODEL_GRAPH, b"".join(graph)))
+        return b"".join(parts), weights
+
+
+def _read_weight(t: TensorProto, path: str, offset: int, length: int) -> np.ndarray:
+    """Tensor ``t``'s array from the ``length`` raw bytes at ``offset`` in ``path``, read straight
+    into the array where numpy has the type's layout (onnx decodes the packed and 8-bit float types)."""
+    count = math.prod(t.dims)
+    dtype = ir.dtype_of(t.data_type) if t.data_type in _PLAIN_TYPES else None
+    with open(path, "rb") as f:
+        f.seek(offset)
+        if dtype is None or count * dtype.itemsize != length:
+            decoded = TensorProto()
+            decoded.CopyFrom(t)
+            decoded.raw_data = f.read(length)
+            return tensor_from_proto(decoded, None)
+        array = np.empty(tuple(t.dims), dtype=dtype)
+        if f.readinto(memoryview(array.reshape(-1)).cast("B")) != length:
+            raise InvalidGraph(f"tensor {t.name!r}: the model file ends inside its data")
+    return array
+
+
+_PLAIN_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.INT8,
+                          TensorProto.INT16, TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8,
+                          TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64, TensorProto.BOOL,
+                          TensorProto.COMPLEX64, TensorProto.COMPLEX128})
 
 
 def _parse(data: bytes, what: str) -> onnx.ModelProto:
@@ -51,11 +167,13 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
     return proto
 
 
-def from_proto(proto: onnx.ModelProto, base_dir: str | None = None, owned: bool = False) -> ir.Model:
+def from_proto(proto: onnx.ModelProto, base_dir: str | None = None, owned: bool = False,
+               weights: dict[int, tuple[str, int, int]] | None = None) -> ir.Model:
     """Convert a ModelProto to the IR, resolving external data against ``base_dir``.
 
     With ``owned`` (the proto was parsed here, nobody else holds it), each initializer's bytes are
-    dropped from the proto once converted, so the weights are not held twice."""
+    dropped from the proto once converted, so the weights are not held twice. ``weights`` maps
+    main-graph initializer indices to ``(file, offset, length)`` of raw data left out of the proto."""
     if proto.ir_version < MIN_IR_VERSION:
         raise Fail(
             f"unsupported model IR version {proto.ir_version}: onnxpy runs IR versions "
@@ -70,7 +188,7 @@ def from_proto(proto: onnx.ModelProto, base_dir: str | None = None, owned: bool 
         fn = _function(f, base_dir)
         functions[(fn.domain, fn.name)] = fn
     return ir.Model(
-        graph=_graph(proto.graph, base_dir, typed, owned),
+        graph=_graph(proto.graph, base_dir, typed, owned, weights or {}),
         opset_imports=opsets,
         ir_version=proto.ir_version,
         producer_name=proto.producer_name,
@@ -84,13 +202,14 @@ def from_proto(proto: onnx.ModelProto, base_dir: str | None = None, owned: bool 
     )
 
 
-LIGHT_INITIALIZER_BYTES = 1 << 12
+LIGHT_INITIALIZER_ELEMENTS = 512
 
 
 def _inferred_graph(proto: onnx.ModelProto) -> onnx.GraphProto | None:
     """The graph annotated by onnx's shape inference (value_info, subgraph types), or None where
-    inference fails (it is advisory). It runs on a light copy: initializers larger than
-    ``LIGHT_INITIALIZER_BYTES`` are declared as typed inputs instead of copied."""
+    inference fails (it is advisory). It runs on a light copy: initializers of more than
+    ``LIGHT_INITIALIZER_ELEMENTS`` elements (counted from their dims: ByteSize() would walk the
+    data) are declared as typed inputs instead of copied."""
     light = onnx.ModelProto(ir_version=proto.ir_version)
     light.opset_import.extend(proto.opset_import)
     light.functions.extend(proto.functions)
@@ -103,7 +222,7 @@ def _inferred_graph(proto: onnx.ModelProto) -> onnx.GraphProto | None:
     g.sparse_initializer.extend(src.sparse_initializer)
     declared = {v.name for v in src.input}
     for t in src.initializer:
-        if t.ByteSize() <= LIGHT_INITIALIZER_BYTES:
+        if math.prod(t.dims) <= LIGHT_INITIALIZER_ELEMENTS:
             g.initializer.append(t)
         elif t.name not in declared:
             g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
@@ -200,12 +319,12 @@ def _sparse_to_dense(sp: onnx.SparseTensorProto, base_dir: str | None) -> np.nda
 
 
 def _graph(g: onnx.GraphProto, base_dir: str | None, typed: onnx.GraphProto | None = None,
-           owned: bool = False) -> ir.Graph:
+           owned: bool = False, weights: dict[int, tuple[str, int, int]] | None = None) -> ir.Graph:
     """Convert a graph; nodes, outputs and value_info come from ``typed`` (the shape-inferred
     copy) when given, inputs and initializers from ``g``."""
     inits = {}
-    for t in g.initializer:
-        inits[t.name] = tensor_from_proto(t, base_dir)
+    for i, t in enumerate(g.initializer):
+        inits[t.name] = _read_weight(t, *weights[i]) if weights and i in weights else tensor_from_proto(t, base_dir)
         if owned:
             t.ClearField("raw_data")
     for sp in g.sparse_initializer:

@@ -1,6 +1,8 @@
 """Use-def helpers shared by the passes."""
 from __future__ import annotations
 
+from typing import Mapping
+
 from onnxpy import ir
 
 
@@ -14,16 +16,18 @@ def used_names(graph: ir.Graph) -> set[str]:
     return used
 
 
-def rename_uses(graph: ir.Graph, old: str, new: str) -> None:
-    """Make every reader of ``old`` in ``graph`` and its subgraphs read ``new`` instead."""
+def rename_uses(graph: ir.Graph, renames: Mapping[str, str]) -> None:
+    """Make every reader of a name in ``renames``, in ``graph`` and its subgraphs, read the name
+    it maps to instead (one walk for any number of renames)."""
     for node in graph.nodes:
-        node.inputs = [new if n == old else n for n in node.inputs]
+        if any(n in renames for n in node.inputs):
+            node.inputs = [renames.get(n, n) for n in node.inputs]
         for sub in node.subgraphs():
-            if old in sub.outer_references():
-                rename_uses(sub, old, new)
+            inner = sub.outer_references() & renames.keys()
+            if inner:
+                rename_uses(sub, {k: renames[k] for k in inner})
     for v in graph.outputs:
-        if v.name == old:
-            v.name = new
+        v.name = renames.get(v.name, v.name)
 
 
 def fixed_inputs(graph: ir.Graph) -> set[str]:

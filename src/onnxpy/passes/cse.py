@@ -34,8 +34,7 @@ def eliminate_common_subexpressions(model: ir.Model, registry: Registry) -> bool
     for node in order:  # readers come after producers, so each sees its inputs' final names
         node.inputs = [alias.get(n, n) for n in node.inputs]
         for sub in node.subgraphs():
-            for old in sub.outer_references() & alias.keys():
-                rename_uses(sub, old, alias[old])
+            rename_uses(sub, {old: alias[old] for old in sub.outer_references() & alias.keys()})
         key = _key(node)
         if key is None:
             continue

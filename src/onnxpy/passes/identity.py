@@ -21,12 +21,16 @@ def _is_identity(node: ir.Node, graph: ir.Graph) -> bool:
 def eliminate_identities(model: ir.Model, registry: Registry) -> bool:
     graph = model.graph
     outputs = {v.name for v in graph.outputs}
-    keep, changed = [], False
+    keep, renames = [], {}
     for node in graph.nodes:
         if _is_identity(node, graph) and node.outputs[0] not in outputs and node.inputs[0]:
-            rename_uses(graph, node.outputs[0], node.inputs[0])
-            changed = True
+            renames[node.outputs[0]] = node.inputs[0]
         else:
             keep.append(node)
+    for name, source in renames.items():  # an identity of an identity reads the first one's input
+        while source in renames:
+            source = renames[source]
+        renames[name] = source
     graph.nodes = keep
-    return changed
+    rename_uses(graph, renames)
+    return bool(renames)

@@ -46,7 +46,7 @@ def _bypass(node: ir.Node, source: str, index: Index, removed: set[int]) -> bool
     out = node.outputs[0]
     if out in {v.name for v in index.graph.outputs}:
         return False
-    rename_uses(index.graph, out, source)
+    rename_uses(index.graph, {out: source})
     removed.add(id(node))
     return True
 
