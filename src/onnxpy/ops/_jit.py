@@ -13,14 +13,11 @@ stops LLVM from vectorising the inner loops.
 from __future__ import annotations
 
 import math
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 from numba import njit, uint64
 
-from onnxpy.ops._helpers import CORES, intra_op_threads
+from onnxpy.ops._helpers import parallel
 
 _CHUNK = uint64(1024)
 _BLOCK = 512
@@ -142,27 +139,3 @@ def erf(x: np.ndarray, coefficients: np.ndarray, radius: float, gelu: bool) -> n
     args = (coefficients, t(radius), t(2 / (radius * radius)), t(np.sqrt(0.5) if gelu else 1), gelu)
     parallel(lambda first, stop: _erf(flat[first:stop], *args, out[first:stop]), flat.size, coefficients.size)
     return out.reshape(x.shape)
-
-
-_MIN_SHARE = 200_000  # multiply-adds below which handing work to another thread costs more than it saves
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def parallel(run: Callable[[int, int], object], count: int, cost: float) -> None:
-    """``run(first, stop)`` over ``[0, count)`` split into contiguous shares, one per intra-op
-    thread (the calling thread takes the first), when ``count * cost`` multiply-adds are worth it;
-    ``run`` must release the GIL (a ``nogil`` compiled kernel) for the shares to overlap."""
-    global _POOL
-    shares = max(1, min(intra_op_threads(), count, int(count * cost // _MIN_SHARE)))
-    if shares == 1:
-        run(0, count)
-        return
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="onnxpy")
-    bounds = [count * i // shares for i in range(shares + 1)]
-    futures = [_POOL.submit(run, bounds[i], bounds[i + 1]) for i in range(1, shares)]
-    run(bounds[0], bounds[1])
-    for future in futures:
-        future.result()
