@@ -20,7 +20,6 @@ import numpy as np
 from onnxpy import ir, loader, passes
 from onnxpy.errors import InvalidArgument
 from onnxpy.executor import check_feeds, execute, profiled
-from onnxpy.ops._helpers import INTRA_OP_THREADS
 from onnxpy.plan import build, check_defined
 from onnxpy.registry import REGISTRY
 
@@ -205,7 +204,7 @@ class InferenceSession:
         wanted = self._output_indices(output_names)
         values = check_feeds(self._plan, input_feed)
         threads = self._options.intra_op_num_threads
-        with _blas_threads(threads), _kernel_threads(threads), np.errstate(all="ignore"):  # inf/nan: ONNX semantics
+        with _blas_threads(threads), np.errstate(all="ignore"):  # inf/nan results are ONNX semantics
             outputs = execute(self._run_plan, values)
         fed_ids = {id(a) for v in values for a in (v if isinstance(v, list) else [v])}
         return [_own(outputs[i], fed_ids | self._initializer_ids) for i in wanted]
@@ -303,16 +302,6 @@ def _choose_providers(providers: Sequence[Any] | None, options: Sequence[dict] |
 
 _CONTROLLER = None
 _CONTROLLER_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _kernel_threads(n: int):
-    """Let kernels that split their work use ``n`` threads during one run (0: one per core)."""
-    token = INTRA_OP_THREADS.set(n)
-    try:
-        yield
-    finally:
-        INTRA_OP_THREADS.reset(token)
 
 
 def _blas_threads(n: int):

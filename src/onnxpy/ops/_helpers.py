@@ -2,61 +2,12 @@
 erf and sigmoid, and the sliding-window and padding arithmetic of convolution and pooling."""
 from __future__ import annotations
 
-import contextvars
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from numpy.polynomial import chebyshev
-
-
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-# threads the run in progress may use in kernels that split their work (0: one per core); the
-# session sets it from SessionOptions.intra_op_num_threads for each run
-INTRA_OP_THREADS: contextvars.ContextVar[int] = contextvars.ContextVar("onnxpy_intra_op_threads", default=0)
-
-
-def intra_op_threads() -> int:
-    """The number of threads kernels may split their work across in this run."""
-    return INTRA_OP_THREADS.get() or CORES
-
-
-_MIN_SHARE = 200_000  # multiply-adds below which handing work to another thread costs more than it saves
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def parallel(run: Callable[[int, int], object], count: int, cost: float) -> None:
-    """``run(first, stop)`` over ``[0, count)`` split into contiguous shares, one per intra-op
-    thread (the calling thread takes the first), when ``count * cost`` multiply-adds are worth it.
-    ``run`` must release the GIL (numpy's BLAS and ufunc loops, a ``nogil`` compiled kernel) for the
-    shares to overlap; within a share, kernels do not split further."""
-    global _POOL
-    shares = max(1, min(intra_op_threads(), count, int(count * cost // _MIN_SHARE)))
-    if shares == 1:
-        run(0, count)
-        return
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="onnxpy")
-    bounds = [count * i // shares for i in range(shares + 1)]
-    futures = [_POOL.submit(_share, run, bounds[i], bounds[i + 1]) for i in range(1, shares)]
-    _share(run, bounds[0], bounds[1])
-    for future in futures:
-        future.result()
-
-
-def _share(run: Callable[[int, int], object], first: int, stop: int) -> None:
-    token = INTRA_OP_THREADS.set(1)
-    try:
-        run(first, stop)
-    finally:
-        INTRA_OP_THREADS.reset(token)
 
 
 def normalize_axis(axis: int, rank: int) -> int:

@@ -12,19 +12,16 @@ stops LLVM from vectorising the inner loops.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, uint64
 
-from onnxpy.ops._helpers import parallel
 
 _CHUNK = uint64(1024)
 _BLOCK = 512
 
 
 @njit(cache=True, nogil=True)
-def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, first, stop, out):  # pragma: no cover - compiled
+def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, out):  # pragma: no cover - compiled
     channels, height, width = x.shape[1:]
     m_out, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     k_h, k_w = w.shape[1], w.shape[2]
@@ -45,7 +42,7 @@ def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, first, stop, out)
         for kx in range(k_w):
             dx = kx * dilations[1]
             tap_start[ky * k_w + kx] = (((dy % s_h) * s_w + dx % s_w) * plane_h + dy // s_h) * plane_w + dx // s_w
-    for item in range(first, stop):  # (batch, channel) pairs of this share
+    for item in range(x.shape[0] * channels):  # (batch, channel) pairs
         n, c = item // channels, item % channels
         src0 = uint64(item * height * width)
         for r in range(s_h):
@@ -97,9 +94,7 @@ def depthwise2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: 
     b = np.zeros(w.shape[0], dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     args = (np.ascontiguousarray(x), np.ascontiguousarray(w).reshape(w.shape[0], *w.shape[2:]), b,
             *(np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)), t(lo), t(hi))
-    per_channel = w.shape[0] // x.shape[1] * w[0].size * math.prod(out_hw)
-    parallel(lambda first, stop: _depthwise2d(*args, first, stop, out), x.shape[0] * x.shape[1], per_channel)
-    return out
+    return _depthwise2d(*args, out)
 
 
 @njit(cache=True, nogil=True)
@@ -136,6 +131,5 @@ def erf(x: np.ndarray, coefficients: np.ndarray, radius: float, gelu: bool) -> n
     t = x.dtype.type
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
-    args = (coefficients, t(radius), t(2 / (radius * radius)), t(np.sqrt(0.5) if gelu else 1), gelu)
-    parallel(lambda first, stop: _erf(flat[first:stop], *args, out[first:stop]), flat.size, coefficients.size)
+    _erf(flat, coefficients, t(radius), t(2 / (radius * radius)), t(np.sqrt(0.5) if gelu else 1), gelu, out)
     return out.reshape(x.shape)
