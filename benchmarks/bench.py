@@ -6,7 +6,7 @@
 For every model and exporter: medians of interleaved runs (A B A B, after warm-up) per thread
 count, the ratio onnxpy/onnxruntime, session-creation times, peak resident memory (each runtime
 in its own process), FLOPs and latency as a multiple of the FLOP bound from a measured numpy
-matmul peak. Writes benchmarks/results/latest.json and latest.md. The environment's
+matmul peak. Writes benchmarks/results/latest.json and latest.md (latest-b8.* for --batch 8). The environment's
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed for the benchmark's processes, as a user's
 machine would not have them (the BLAS kernel in use is reported), and so is
 PYTHONDONTWRITEBYTECODE: an installed package has its bytecode compiled, and session creation
@@ -184,7 +184,8 @@ def run_suite(args) -> dict:
     sys.path[:0] = [ROOT, os.path.join(ROOT, "src")]
     from benchmarks.models import MODELS, export
 
-    results = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+    results = {"batch": args.batch,
+               "machine": {"platform": platform.platform(), "processor": platform.processor(),
                            "cpus": os.cpu_count(), "python": platform.python_version()},
                "peak": {t: _worker("peak", threads=t) for t in args.threads}, "models": []}
     for name in args.models or list(MODELS):
@@ -243,6 +244,14 @@ def markdown(results: dict, threads: list[int]) -> str:
         if ratios:
             geo = math.exp(sum(map(math.log, ratios)) / len(ratios))
             lines.append(f"\nGeometric-mean ratio onnxpy/onnxruntime at {t} thread(s): {geo:.2f} over {len(ratios)} runs")
+    speedups = [e["reference"]["median_ms"] / e["time"][threads[0]]["median_ms"]["onnxpy"]
+                for e in results["models"] if "median_ms" in e.get("reference", {})
+                and "median_ms" in e["time"][threads[0]]]
+    if speedups:
+        geo = math.exp(sum(map(math.log, speedups)) / len(speedups))
+        lines.append(f"\nonnx.reference / onnxpy ({threads[0]} thread(s)): geometric mean {geo:.1f}x, "
+                     f"smallest {min(speedups):.1f}x, over the {len(speedups)} runs onnx.reference completed")
+    lines.insert(0, f"Batch size {results.get('batch', 1)}.\n")
     peak = results["peak"]
     lines.append("\nMachine: " + json.dumps(results["machine"]) + "; numpy matmul peak: "
                  + ", ".join(f"{t} thread(s) {p.get('gflops', 0):.0f} GFLOP/s" for t, p in peak.items())
@@ -270,10 +279,11 @@ def main() -> None:
         return
     results = run_suite(args)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "latest.json"), "w") as f:
+    stem = "latest" if args.batch == 1 else f"latest-b{args.batch}"
+    with open(os.path.join(args.out, stem + ".json"), "w") as f:
         json.dump(results, f, indent=1)
     text = markdown(results, args.threads)
-    with open(os.path.join(args.out, "latest.md"), "w") as f:
+    with open(os.path.join(args.out, stem + ".md"), "w") as f:
         f.write(text + "\n")
     print(text)
 

@@ -123,6 +123,34 @@ def _erf_or_gelu(x: np.ndarray, fused_gelu: bool) -> np.ndarray:
     return _jit.erf(x.astype(work, copy=False), coefficients, radius, fused_gelu).astype(x.dtype, copy=False)
 
 
+_SOFTMAX_BLOCK = 1 << 16  # elements of rows at a time: each of softmax's five passes then runs in L2
+
+
+def softmax(x: np.ndarray, axis: int = -1, empty_rows_zero: bool = False) -> np.ndarray:
+    """Softmax along ``axis`` as a new array, in x's dtype. Along the last axis the rows go a
+    block at a time so that the max, subtract, exp, sum and divide passes stay in cache. With
+    ``empty_rows_zero``, a row that is entirely -inf (fully masked attention) gives zeros, not NaN."""
+    if axis not in (-1, x.ndim - 1):
+        moved = softmax(np.moveaxis(x, axis, -1), -1, empty_rows_zero)
+        return np.ascontiguousarray(np.moveaxis(moved, -1, axis))
+    n = x.shape[-1] if x.ndim else 1
+    rows = np.ascontiguousarray(x).reshape(-1, n)
+    out = np.empty(rows.shape, dtype=x.dtype)
+    step = max(1, _SOFTMAX_BLOCK // max(n, 1))
+    for r0 in range(0, rows.shape[0], step):
+        block, dst = rows[r0:r0 + step], out[r0:r0 + step]
+        peak = np.max(block, axis=1, keepdims=True) if n else np.zeros((len(block), 1), x.dtype)
+        if empty_rows_zero:
+            peak[np.isneginf(peak)] = 0
+        np.subtract(block, peak, out=dst)
+        np.exp(dst, out=dst)
+        total = np.sum(dst, axis=1, keepdims=True)
+        if empty_rows_zero:
+            total[total == 0] = 1
+        np.divide(dst, total, out=dst)
+    return out.reshape(x.shape)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """``1 / (1 + exp(-x))`` in x's dtype, in place after the first pass: below about -88 (float32)
     exp overflows to inf and gives the exact limit 0; both tails keep their relative accuracy."""

@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from onnxpy.ops._helpers import normalize_axes, normalize_axis, scalar_int, widen
+from onnxpy.ops._helpers import normalize_axes, normalize_axis, scalar_int, softmax, widen
 from onnxpy.registry import kernel
 
 
@@ -142,13 +142,6 @@ def cumprod(x, axis, *, exclusive=0, reverse=0):
     return _accumulate(np.multiply, x, axis, exclusive, reverse)
 
 
-def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    e = x - np.max(x, axis=axis, keepdims=True)
-    np.exp(e, out=e)
-    e /= np.sum(e, axis=axis, keepdims=True)
-    return e
-
-
 def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
     shifted = x - np.max(x, axis=axis, keepdims=True)
     shifted -= np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
@@ -190,7 +183,7 @@ def _register_softmax_family(op: str, fn: Callable) -> None:
         return _along_axis(fn, input, axis, coerce_2d=False)
 
 
-_register_softmax_family("Softmax", _softmax)
+_register_softmax_family("Softmax", softmax)
 _register_softmax_family("LogSoftmax", _log_softmax)
 _register_softmax_family("Hardmax", _hardmax)
 

@@ -4,18 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.ops._helpers import swish
+from onnxpy.ops._helpers import softmax as softmax_of, swish
 from onnxpy.registry import kernel
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Softmax along ``axis``; a row that is entirely ``-inf`` gives zeros instead of NaN."""
-    peak = np.max(x, axis=axis, keepdims=True)
-    e = np.subtract(x, np.where(np.isneginf(peak), x.dtype.type(0), peak))
-    np.exp(e, out=e)
-    total = np.sum(e, axis=axis, keepdims=True)
-    e /= np.where(total == 0, x.dtype.type(1), total)
-    return e
+    """Attention's softmax: a fully masked (all -inf) row gives zeros instead of NaN."""
+    return softmax_of(x, axis, empty_rows_zero=True)
 
 
 def grouped_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
