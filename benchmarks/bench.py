@@ -3,10 +3,11 @@
     python benchmarks/bench.py                         # the whole suite, 1 and 2 threads, batch 1
     python benchmarks/bench.py --models resnet18 bert_base --threads 2 --batch 8
 
-For every model and exporter: medians of interleaved runs (A B A B, after warm-up) per thread
-count, the ratio onnxpy/onnxruntime, session-creation times, peak resident memory (each runtime
-in its own process), FLOPs and latency as a multiple of the FLOP bound from a measured numpy
-matmul peak. Writes benchmarks/results/latest.json and latest.md (latest-b8.* for --batch 8). The environment's
+For every model and exporter: medians of interleaved runs per thread count (blocks A x5, B x5,
+B x5, A x5, ..., each after an untimed run, after warm-up), the ratio onnxpy/onnxruntime,
+session-creation times, peak resident memory (each runtime in its own process), FLOPs and latency
+as a multiple of the FLOP bound from a measured numpy matmul peak. Writes
+benchmarks/results/latest.json and latest.md (latest-b8.* for --batch 8). The environment's
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed for the benchmark's processes, as a user's
 machine would not have them (the BLAS kernel in use is reported), and so is
 PYTHONDONTWRITEBYTECODE: an installed package has its bytecode compiled, and session creation
@@ -25,6 +26,11 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Timed runs alternate between the runtimes in blocks of BLOCK, each block after one untimed run:
+# both runtimes leave worker threads busy-waiting after a run (onnxruntime's thread pool, OpenBLAS),
+# which on a 2-core machine halves the speed of whatever the other runtime runs next (measured:
+# mobilenet_v2 at 2 threads, onnxruntime 4.2 ms alone, 17 ms when every run follows onnxpy's).
+BLOCK = 5
 SANDBOX_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "PYTHONDONTWRITEBYTECODE")
 
 
@@ -81,11 +87,13 @@ def work_time(path: str, threads: int, repeat: int, warmup: int) -> dict:
                 sess.run(None, feeds)
         times = {k: [] for k in sessions}
         order = list(sessions.items())
-        for i in range(repeat):  # interleaved, alternating who goes first (A B, B A, ...)
-            for name, sess in order if i % 2 == 0 else order[::-1]:
-                start = time.perf_counter()
-                sess.run(None, feeds)
-                times[name].append(time.perf_counter() - start)
+        for i in range(0, repeat, BLOCK):  # interleaved blocks, alternating who goes first
+            for name, sess in order if i // BLOCK % 2 == 0 else order[::-1]:
+                sess.run(None, feeds)  # settles the other runtime's idle threads; not timed
+                for _ in range(min(BLOCK, repeat - i)):
+                    start = time.perf_counter()
+                    sess.run(None, feeds)
+                    times[name].append(time.perf_counter() - start)
     return {"median_ms": {k: statistics.median(v) * 1e3 for k, v in times.items()},
             "create_ms": {k: v * 1e3 for k, v in created.items()}}
 
