@@ -96,6 +96,23 @@ def test_conv_depthwise(xs, ws, strides, dilations, pads, dtype):
           rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("xs,ws,pads", [
+    ((1, 8, 40, 41), (5, 8, 3, 3), [1, 1, 1, 1]),
+    ((2, 9, 45, 42), (4, 9, 3, 3), [0, 0, 0, 0]),      # odd output rows: a half tile at the edge
+    ((1, 16, 41, 44), (7, 16, 3, 3), [2, 0, 1, 3]),    # asymmetric, wider than the kernel
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_conv_winograd(xs, ws, pads, dtype):
+    """Large 3x3 stride-1 convolutions run as Winograd F(2x2, 3x3) (ops/_jit.py)."""
+    x, w, b = rand(*xs, dtype=dtype), rand(*ws, dtype=dtype), rand(ws[0], dtype=dtype)
+    out = [i + p0 + p1 - 2 for i, p0, p1 in zip(xs[2:], pads[:2], pads[2:])]
+    assert -(-out[0] // 2) * -(-out[1] // 2) >= conv_module._WINOGRAD_MIN_TILES
+    model = node_model("Conv", {"x": x, "w": w, "b": b}, ["y"], opset=22, pads=pads)
+    tol = {np.float32: 1e-4, np.float64: 1e-10, np.float16: 1e-2}[dtype]
+    check(model, {"x": x, "w": w, "b": b}, expected=[torch_conv(x, w, b, [1, 1], [1, 1], pads, 1)],
+          rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID", "NOTSET"])
 @pytest.mark.parametrize("xs,ws,strides,dilations", [
     ((1, 2, 7, 8), (3, 2, 3, 2), [2, 3], [1, 1]),

@@ -5,7 +5,8 @@ patch view of the padded input is copied into a small, cache-resident ``(group, 
 buffer and multiplied by the ``(group, M/group, C/group * K)`` weights in one batched matmul written
 straight into the output. Unpadded 1x1 convolutions skip the copy. Depthwise convolution
 (``C/group == 1``, 1-D or 2-D) has no GEMM worth the name: a compiled loop (``_jit``) does it in
-one pass, with bias and a fused clamp.
+one pass, with bias and a fused clamp. Large 3x3 stride-1 convolutions run as Winograd F(2x2, 3x3)
+(``_jit``): 16 GEMMs over transformed 4x4 tiles, 2.25 times fewer multiply-adds.
 The window geometry, shared with the pooling ops, lives in ``_helpers``.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from onnxpy.ops._helpers import compute_dtype, pad_spatial, per_axis, window_geo
 from onnxpy.registry import kernel
 
 _JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what the compiled depthwise kernel serves
+_WINOGRAD_MIN_TILES = 400  # 2x2 output tiles below which 3x3 Winograd loses to im2col + GEMM (measured)
 _COLS_BUDGET = 1 << 20  # elements of the im2col buffer: a band of output rows at a time stays in cache
 _GROUPED_COLS_BUDGET = 1 << 18  # smaller for grouped (depthwise) convs: many tiny GEMMs reread the band
 _MIN_GEMM_COLUMNS = 256  # but each GEMM gets at least this many output positions
@@ -43,6 +45,11 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
                              w.reshape(w.shape[:2] + (1,) * len(row) + w.shape[2:]), b, row + strides,
                              row + dilations, [0] * len(row) + begin, row + out, clamp)
         return y.reshape((n, m) + tuple(out))
+    if (group == 1 and w.shape[2:] == (3, 3) and strides == [1, 1] and dilations == [1, 1] and c >= 8
+            and x.dtype in _JIT_DTYPES and -(-out[0] // 2) * -(-out[1] // 2) >= _WINOGRAD_MIN_TILES):
+        from onnxpy.ops import _jit
+
+        return _jit.winograd3x3(x, w, b, begin, out, clamp)
     y = _add_bias(_gemm_conv(x, w, group, strides, dilations, begin, end, out), b)
     if clamp is not None:
         np.clip(y, *clamp, out=y)
