@@ -243,6 +243,10 @@ def _row(entry: dict, peak: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _geomean(values: list[float]) -> float:
+    return math.exp(sum(map(math.log, values)) / len(values))
+
+
 def markdown(results: dict, threads: list[int]) -> str:
     head = ["model", "exporter", "GFLOP"]
     for t in threads:
@@ -254,14 +258,13 @@ def markdown(results: dict, threads: list[int]) -> str:
         ratios = [e["time"][t]["median_ms"]["onnxpy"] / e["time"][t]["median_ms"]["onnxruntime"]
                   for e in results["models"] if "time" in e and "median_ms" in e["time"][t]]
         if ratios:
-            geo = math.exp(sum(map(math.log, ratios)) / len(ratios))
-            lines.append(f"\nGeometric-mean ratio onnxpy/onnxruntime at {t} thread(s): {geo:.2f} over {len(ratios)} runs")
+            lines.append(f"\nGeometric-mean ratio onnxpy/onnxruntime at {t} thread(s): {_geomean(ratios):.2f} "
+                         f"over {len(ratios)} runs")
     speedups = [e["reference"]["median_ms"] / e["time"][threads[0]]["median_ms"]["onnxpy"]
                 for e in results["models"] if "median_ms" in e.get("reference", {})
                 and "median_ms" in e["time"][threads[0]]]
     if speedups:
-        geo = math.exp(sum(map(math.log, speedups)) / len(speedups))
-        lines.append(f"\nonnx.reference / onnxpy ({threads[0]} thread(s)): geometric mean {geo:.1f}x, "
+        lines.append(f"\nonnx.reference / onnxpy ({threads[0]} thread(s)): geometric mean {_geomean(speedups):.1f}x, "
                      f"smallest {min(speedups):.1f}x, over the {len(speedups)} runs onnx.reference completed")
     lines.insert(0, f"Batch size {results.get('batch', 1)}.\n")
     peak = results["peak"]

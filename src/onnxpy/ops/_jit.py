@@ -1,11 +1,12 @@
 """Kernels compiled with numba, for the loops numpy cannot express without extra passes over memory.
 
-Depthwise convolution is one case: numpy needs one pass per kernel tap (or an im2col copy nine
-times the input), while the loop below reads each input channel once into a small, cache-resident,
-zero-padded buffer, accumulates every tap as one long contiguous multiply-add, and writes the
-output once with bias and clamp applied. erf (and Gelu) is the other: its polynomial takes ~35
-numpy passes, here one pass with the Horner steps on an L1-resident block. The module is imported on first use (numba's import
-costs about 0.3 s) and compiled code is cached on disk by numba (``cache=True``).
+Depthwise convolution: numpy needs one pass per kernel tap (or an im2col copy nine times the
+input); the loop below reads each input channel once into a small, cache-resident, zero-padded
+buffer, accumulates every tap as one long contiguous multiply-add, and writes the output once with
+bias and clamp applied. erf (and Gelu): its polynomial takes ~35 numpy passes; here one pass, the
+Horner steps on an L1-resident block. Winograd F(2x2, 3x3): the tile transforms around its GEMMs.
+The module is imported on first use (numba's import costs about 0.3 s and ~60 MB, loading compiled
+code as much again) and compiled code is cached on disk by numba (``cache=True``).
 
 Indices are unsigned on purpose: numba wraps negative signed indices around, and that check
 stops LLVM from vectorising the inner loops.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, uint64
-
 
 _CHUNK = uint64(1024)
 _BLOCK = 512
@@ -138,7 +138,7 @@ def erf(x: np.ndarray, coefficients: np.ndarray, radius: float, gelu: bool) -> n
 # Winograd F(2x2, 3x3): a 3x3 stride-1 convolution as 16 GEMMs over 4x4 input tiles (2x2 output
 # tiles), 2.25 times fewer multiply-adds than im2col + GEMM. The transforms below are the add/sub
 # forms of B^T d B (input) and A^T m A (output) for the standard points 0, 1, -1.
-WINOGRAD_BUDGET = 1 << 19  # elements of transformed input per band of tile rows
+_WINOGRAD_BUDGET = 1 << 19  # elements of transformed input per band of tile rows
 _WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 
 
@@ -233,7 +233,7 @@ def winograd3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, begin: li
     lo, hi = (-np.inf, np.inf) if clamp is None else clamp
     b = np.zeros(m_out, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     y = np.empty((n, m_out) + tuple(out_hw), dtype=x.dtype)
-    band = max(1, min(tiles_h, WINOGRAD_BUDGET // (16 * c * tiles_w)))  # tile rows whose transform stays in cache
+    band = max(1, min(tiles_h, _WINOGRAD_BUDGET // (16 * c * tiles_w)))  # tile rows transformed at a time
     v = np.empty((16, c, band * tiles_w), dtype=x.dtype)
     for i in range(n):
         xi = np.ascontiguousarray(x[i])
