@@ -4,7 +4,7 @@
     python benchmarks/bench.py --models resnet18 bert_base --threads 2 --batch 8
 
 For every model and exporter: medians of interleaved runs per thread count (blocks A x5, B x5,
-B x5, A x5, ..., each after a 0.25 s pause and an untimed run, after warm-up), the ratio onnxpy/onnxruntime,
+B x5, A x5, ..., each after a 0.25 s pause and an untimed run, after warm-up: onnxpy.timing), the ratio onnxpy/onnxruntime,
 session-creation times, peak resident memory (each runtime in its own process), FLOPs and latency
 as a multiple of the FLOP bound from a measured numpy matmul peak. Writes
 benchmarks/results/latest.json and latest.md (latest-b8.* for --batch 8). The environment's
@@ -26,14 +26,6 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Timed runs alternate between the runtimes in blocks of BLOCK, each block after a pause and one
-# untimed run: both runtimes leave worker threads busy-waiting after a run (onnxruntime's thread
-# pool, OpenBLAS's for up to ~0.1 s), which on a 2-core machine slows whatever the other runtime
-# runs next several times over (measured: mobilenet_v2 at 2 threads, onnxruntime 4.2 ms alone,
-# 17 ms when every run follows onnxpy's; mobilenet_v3_small, onnxpy 9 ms alone, 16 ms in blocks
-# without the pause).
-BLOCK = 5
-SETTLE_S = 0.25
 SANDBOX_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "PYTHONDONTWRITEBYTECODE")
 
 
@@ -82,24 +74,14 @@ def _feeds(path: str) -> dict:
 
 
 def work_time(path: str, threads: int, repeat: int, warmup: int) -> dict:
+    from onnxpy.timing import interleaved_medians
+
     feeds = _feeds(path)
     with _limit_threads(threads):
         sessions, created = _sessions(path, threads, ["onnxpy", "onnxruntime"])
-        for sess in sessions.values():
-            for _ in range(warmup):
-                sess.run(None, feeds)
-        times = {k: [] for k in sessions}
-        order = list(sessions.items())
-        for i in range(0, repeat, BLOCK):  # interleaved blocks, alternating who goes first
-            for name, sess in order if i // BLOCK % 2 == 0 else order[::-1]:
-                time.sleep(SETTLE_S)  # the other runtime's idle threads stop spinning
-                sess.run(None, feeds)  # not timed: caches and this runtime's threads warm up again
-                for _ in range(min(BLOCK, repeat - i)):
-                    start = time.perf_counter()
-                    sess.run(None, feeds)
-                    times[name].append(time.perf_counter() - start)
-    return {"median_ms": {k: statistics.median(v) * 1e3 for k, v in times.items()},
-            "create_ms": {k: v * 1e3 for k, v in created.items()}}
+        runners = {name: (lambda s=sess: s.run(None, feeds)) for name, sess in sessions.items()}
+        medians = interleaved_medians(runners, repeat, warmup)
+    return {"median_ms": medians, "create_ms": {k: v * 1e3 for k, v in created.items()}}
 
 
 def _status_kb(field: str) -> int:

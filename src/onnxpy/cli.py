@@ -8,10 +8,8 @@ import argparse
 import collections
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -19,6 +17,7 @@ import numpy as np
 import onnxpy
 from onnxpy import ir
 from onnxpy.errors import OnnxpyError
+from onnxpy.timing import interleaved_medians
 
 
 def _dims(pairs: Sequence[str]) -> dict[str, int]:
@@ -163,19 +162,7 @@ def cmd_bench(args) -> None:
         so.intra_op_num_threads = args.threads
         other = ort.InferenceSession(args.model, so, providers=["CPUExecutionProvider"])
         runners["onnxruntime"] = lambda: other.run(None, feeds)
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    for name, fn in runners.items():
-        for _ in range(args.warmup):
-            fn()
-    order = list(runners.items())
-    for i in range(args.repeat):
-        # interleaved, alternating who goes first: A B, B A, ... (onnxruntime's spinning threads
-        # slow down whatever runs right after it)
-        for name, fn in order if i % 2 == 0 else order[::-1]:
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    medians = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    medians = interleaved_medians(runners, args.repeat, args.warmup)
     for name, ms in medians.items():
         print(f"{name:<12} median {ms:9.3f} ms over {args.repeat} runs")
     if "onnxruntime" in medians:
