@@ -74,11 +74,11 @@ def _feeds(path: str) -> dict:
 
 
 def work_time(path: str, threads: int, repeat: int, warmup: int) -> dict:
-    from onnxpy.timing import interleaved_medians
-
     feeds = _feeds(path)
     with _limit_threads(threads):
-        sessions, created = _sessions(path, threads, ["onnxpy", "onnxruntime"])
+        sessions, created = _sessions(path, threads, ["onnxpy", "onnxruntime"])  # times the imports too
+        from onnxpy.timing import interleaved_medians
+
         runners = {name: (lambda s=sess: s.run(None, feeds)) for name, sess in sessions.items()}
         medians = interleaved_medians(runners, repeat, warmup)
     return {"median_ms": medians, "create_ms": {k: v * 1e3 for k, v in created.items()}}
