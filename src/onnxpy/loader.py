@@ -106,12 +106,12 @@ def _without_weights(f, what: str) -> tuple[bytes, dict[int, tuple[int, int]]]:
     if size == 0 or sys.byteorder != "little":
         return f.read(), {}
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        parts, weights = [], {}
+        parts, weights, index = [], {}, 0  # index counts on across repeated graph fields, which protobuf merges
         for field, wire, key_start, start, end in _fields(buf, 0, size, what):
             if field != _MODEL_GRAPH or wire != 2:
                 parts.append(buf[key_start:end])
                 continue
-            graph, index = [], 0
+            graph = []
             for g_field, g_wire, g_key, g_start, g_end in _fields(buf, start, end, what):
                 if g_field != _GRAPH_INITIALIZER or g_wire != 2:
                     graph.append(buf[g_key:g_end])

@@ -20,10 +20,10 @@ import numpy as np
 from onnxpy.ops._helpers import compute_dtype, pad_spatial, per_axis, window_geometry, windows
 from onnxpy.registry import kernel
 
-_JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what the compiled depthwise kernel serves
+_JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what the compiled kernels (_jit) serve
 _WINOGRAD_MIN_TILES = 400  # 2x2 output tiles below which 3x3 Winograd loses to im2col + GEMM (measured)
 _COLS_BUDGET = 1 << 20  # elements of the im2col buffer: a band of output rows at a time stays in cache
-_GROUPED_COLS_BUDGET = 1 << 18  # smaller for grouped (depthwise) convs: many tiny GEMMs reread the band
+_GROUPED_COLS_BUDGET = 1 << 18  # smaller for grouped convs: many small GEMMs reread the band
 _MIN_GEMM_COLUMNS = 256  # but each GEMM gets at least this many output positions
 
 
