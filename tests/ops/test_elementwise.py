@@ -119,6 +119,13 @@ def test_sigmoid_and_softplus_are_stable_in_the_tails():
     tiny = [math.exp(-80), math.exp(-20)]
     np.testing.assert_allclose(run1("Sigmoid", {"x": x}, 13), [*tiny, 0.5, 1, 1], rtol=1e-6)
     np.testing.assert_allclose(run1("Softplus", {"x": x}, 22), [*tiny, math.log(2), 20, 100], rtol=1e-6)
+    # float16's own exp overflows below -11: the tail is computed in float32 (to within a float16
+    # subnormal step, 2^-24, down there)
+    half = np.array([-12, -15, 0, 12], F16)
+    exact = [1 / (1 + math.exp(12)), 1 / (1 + math.exp(15)), 0.5, 1 / (1 + math.exp(-12))]
+    np.testing.assert_allclose(run1("Sigmoid", {"x": half}, 13).astype(np.float64), exact, rtol=1e-3, atol=2**-24)
+    np.testing.assert_allclose(run1("Swish", {"x": half}, 24).astype(np.float64),
+                               [v * e for v, e in zip(half.tolist(), exact)], rtol=1e-3, atol=2**-24)
 
 
 @pytest.mark.parametrize("op", ["Relu", "Sigmoid", "Exp", "Tanh", "Softplus", "Erf", "HardSwish", "Abs"])

@@ -152,22 +152,26 @@ def softmax(x: np.ndarray, axis: int = -1, empty_rows_zero: bool = False) -> np.
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """``1 / (1 + exp(-x))`` in x's dtype, in place after the first pass: below about -88 (float32)
-    exp overflows to inf and gives the exact limit 0; both tails keep their relative accuracy."""
-    y = np.empty_like(x)
-    np.negative(x, out=y)
+    """``1 / (1 + exp(-x))``, in place after the first pass, computed in float32 or wider and
+    returned in x's dtype: where exp overflows (below about -88 in float32) the result is the
+    limit 0; both tails keep their relative accuracy (float16's too: its own exp overflows at -11)."""
+    work = x.astype(compute_dtype(x.dtype), copy=False)
+    y = np.empty_like(work)
+    np.negative(work, out=y)
     np.exp(y, out=y)
     y += y.dtype.type(1)
-    return np.reciprocal(y, out=y)
+    return np.reciprocal(y, out=y).astype(x.dtype, copy=False)
 
 
 def swish(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """``x * sigmoid(alpha * x)`` as ``x / (1 + exp(-alpha * x))``, in place after the first pass."""
-    y = np.empty_like(x)
-    np.multiply(x, x.dtype.type(-alpha), out=y)
+    """``x * sigmoid(alpha * x)`` as ``x / (1 + exp(-alpha * x))``, in place after the first pass,
+    computed in float32 or wider and returned in x's dtype."""
+    work = x.astype(compute_dtype(x.dtype), copy=False)
+    y = np.empty_like(work)
+    np.multiply(work, y.dtype.type(-alpha), out=y)
     np.exp(y, out=y)
     y += y.dtype.type(1)
-    return np.divide(x, y, out=y)
+    return np.divide(work, y, out=y).astype(x.dtype, copy=False)
 
 
 def per_axis(values: Sequence[int] | None, n: int, default: int, name: str) -> list[int]:
