@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Callable
 
 import numpy as np
 
@@ -85,6 +86,20 @@ def other_input(node: ir.Node, name: str) -> str | None:
         return None
     a, b = node.inputs
     return b if a == name else a
+
+
+def rewrite_each(graph: ir.Graph,
+                 rewrite: Callable[[ir.Node, Index], tuple[list[ir.Node], ir.Node, ir.Node] | None]) -> bool:
+    """Offer every node of ``graph`` (as it stood when the pass began, indexed once) to ``rewrite``;
+    each ``(removed, anchor, new)`` it returns is applied with ``replace``. True when one was."""
+    index = Index(graph)
+    changed = False
+    for node in list(graph.nodes):
+        found = rewrite(node, index)
+        if found is not None:
+            replace(graph, *found)
+            changed = True
+    return changed
 
 
 def replace(graph: ir.Graph, removed: list[ir.Node], anchor: ir.Node, new: ir.Node) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.passes._match import Index, import_domain, replace
+from onnxpy.passes._match import Index, import_domain, rewrite_each
 from onnxpy.registry import Registry
 
 DEFAULTS = {"Relu": [], "Tanh": [], "Sigmoid": [], "LeakyRelu": [("alpha", 0.01)],
@@ -19,25 +19,23 @@ DEFAULTS = {"Relu": [], "Tanh": [], "Sigmoid": [], "LeakyRelu": [("alpha", 0.01)
 def fuse_conv_activation(model: ir.Model, registry: Registry) -> bool:
     if registry.resolve("com.microsoft", "FusedConv", 1) is None:
         return False
-    graph = model.graph
-    index = Index(graph)
-    changed = False
-    for act in list(graph.nodes):
+
+    def rewrite(act: ir.Node, index: Index):
         conv = index.op(act.inputs[0], "Conv") if act.inputs and not act.domain else None
         if conv is None or not index.private(conv.outputs[0]):
-            continue
+            return None
         params = _params(act, index)
         if params is None:
-            continue
+            return None
         attrs = {**conv.attributes, "activation": act.op_type}
         if params:
             attrs["activation_params"] = params
         import_domain(model, "com.microsoft")
         fused = ir.Node("FusedConv", list(conv.inputs), list(act.outputs), attrs, domain="com.microsoft",
                         name=f"{conv.name}/fused")
-        replace(graph, [conv, act], act, fused)
-        changed = True
-    return changed
+        return [conv, act], act, fused
+
+    return rewrite_each(model.graph, rewrite)
 
 
 def _params(act: ir.Node, index: Index) -> list[float] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from onnxpy import ir
-from onnxpy.passes._match import Index, close, factors, import_domain, other_input, replace
+from onnxpy.passes._match import Index, close, factors, import_domain, other_input, rewrite_each
 from onnxpy.registry import Registry
 
 MS = "com.microsoft"
@@ -21,13 +21,11 @@ def fuse_gelu(model: ir.Model, registry: Registry) -> bool:
     standard = model.opset_imports.get("", 0) >= 20
     if not standard and registry.resolve(MS, "Gelu", 1) is None:
         return False
-    graph = model.graph
-    index = Index(graph)
-    changed = False
-    for mul in list(graph.nodes):
+
+    def rewrite(mul: ir.Node, index: Index):
         match = _match(mul, index) if mul.op_type == "Mul" and not mul.domain else None
         if match is None:
-            continue
+            return None
         x, approximate, nodes = match
         if standard:
             fused = ir.Node("Gelu", [x], list(mul.outputs), {"approximate": "tanh"} if approximate else {},
@@ -36,9 +34,9 @@ def fuse_gelu(model: ir.Model, registry: Registry) -> bool:
             import_domain(model, MS)
             fused = ir.Node("FastGelu" if approximate else "Gelu", [x], list(mul.outputs), domain=MS,
                             name=f"{mul.name}/gelu")
-        replace(graph, nodes, mul, fused)
-        changed = True
-    return changed
+        return nodes, mul, fused
+
+    return rewrite_each(model.graph, rewrite)
 
 
 def _match(mul: ir.Node, index: Index):

@@ -11,26 +11,23 @@ from __future__ import annotations
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.passes._match import Index, close, ints_input, other_input, replace
+from onnxpy.passes._match import Index, close, ints_input, other_input, rewrite_each
 from onnxpy.registry import Registry
 
 
 def fuse_layer_normalization(model: ir.Model, registry: Registry) -> bool:
     if registry.resolve("", "LayerNormalization", model.opset_imports.get("", 0)) is None:
         return False
-    graph = model.graph
-    index = Index(graph)
-    changed = False
-    for div in list(graph.nodes):
+
+    def rewrite(div: ir.Node, index: Index):
         match = _match(div, index) if div.op_type == "Div" and not div.domain else None
         if match is None:
-            continue
+            return None
         x, axis, eps, nodes, anchor, scale, bias = match
-        fused = ir.Node("LayerNormalization", [x, scale, bias], list(anchor.outputs), {"axis": axis, "epsilon": eps},
-                        name=f"{anchor.name or div.name}/layernorm")
-        replace(graph, nodes, anchor, fused)
-        changed = True
-    return changed
+        return nodes, anchor, ir.Node("LayerNormalization", [x, scale, bias], list(anchor.outputs),
+                                      {"axis": axis, "epsilon": eps}, name=f"{anchor.name or div.name}/layernorm")
+
+    return rewrite_each(model.graph, rewrite)
 
 
 def _match(div: ir.Node, index: Index):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.passes._match import Index, other_input, replace
+from onnxpy.passes._match import Index, other_input, rewrite_each
 from onnxpy.registry import Registry
 
 FLOATS = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64))
@@ -18,25 +18,23 @@ FLOATS = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64))
 def fuse_matmul_add(model: ir.Model, registry: Registry) -> bool:
     if model.opset_imports.get("", 0) < 7:
         return False
-    graph = model.graph
-    index = Index(graph)
-    changed = False
-    for add in list(graph.nodes):
-        if add.op_type != "Add" or add.domain or len(add.inputs) != 2:
-            continue
-        matmul = next((index.op(n, "MatMul") for n in add.inputs if index.op(n, "MatMul")), None)
-        if matmul is None or not index.private(matmul.outputs[0]):
-            continue
-        a, b = matmul.inputs
-        bias = index.const(other_input(add, matmul.outputs[0]) or "")
-        weight = index.const(b)
-        shape = index.shape(a)
-        if (weight is None or bias is None or weight.ndim != 2 or shape is None or len(shape) != 2
-                or weight.dtype not in FLOATS or bias.dtype != weight.dtype
-                or bias.size not in (1, weight.shape[1]) or bias.ndim > 2 or (bias.ndim == 2 and bias.shape[0] != 1)):
-            continue
-        gemm = ir.Node("Gemm", [a, b, other_input(add, matmul.outputs[0])], list(add.outputs),
-                       name=f"{add.name or matmul.name}/gemm")
-        replace(graph, [matmul, add], add, gemm)
-        changed = True
-    return changed
+    return rewrite_each(model.graph, _rewrite)
+
+
+def _rewrite(add: ir.Node, index: Index):
+    if add.op_type != "Add" or add.domain or len(add.inputs) != 2:
+        return None
+    matmul = next((index.op(n, "MatMul") for n in add.inputs if index.op(n, "MatMul")), None)
+    if matmul is None or not index.private(matmul.outputs[0]):
+        return None
+    a, b = matmul.inputs
+    bias = index.const(other_input(add, matmul.outputs[0]) or "")
+    weight = index.const(b)
+    shape = index.shape(a)
+    if (weight is None or bias is None or weight.ndim != 2 or shape is None or len(shape) != 2
+            or weight.dtype not in FLOATS or bias.dtype != weight.dtype
+            or bias.size not in (1, weight.shape[1]) or bias.ndim > 2 or (bias.ndim == 2 and bias.shape[0] != 1)):
+        return None
+    gemm = ir.Node("Gemm", [a, b, other_input(add, matmul.outputs[0])], list(add.outputs),
+                   name=f"{add.name or matmul.name}/gemm")
+    return [matmul, add], add, gemm

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from onnxpy import ir
-from onnxpy.passes._match import Index, close, import_domain, other_input, replace
+from onnxpy.passes._match import Index, close, import_domain, other_input, rewrite_each
 from onnxpy.registry import Registry
 
 MS = "com.microsoft"
@@ -17,21 +17,16 @@ FUSED = {
 
 
 def fuse_swish(model: ir.Model, registry: Registry) -> bool:
-    graph = model.graph
-    index = Index(graph)
-    changed = False
-    for mul in list(graph.nodes):
+    def rewrite(mul: ir.Node, index: Index):
         if mul.op_type != "Mul" or mul.domain or len(mul.inputs) != 2:
-            continue
+            return None
         gate = next((index.op(n, *FUSED) for n in mul.inputs if index.op(n, *FUSED)), None)
         if gate is None or not index.private(gate.outputs[0]) or other_input(mul, gate.outputs[0]) != gate.inputs[0]:
-            continue
+            return None
         fused = _fused(model, registry, gate, mul)
-        if fused is None:
-            continue
-        replace(graph, [gate, mul], mul, fused)
-        changed = True
-    return changed
+        return None if fused is None else ([gate, mul], mul, fused)
+
+    return rewrite_each(model.graph, rewrite)
 
 
 def _fused(model: ir.Model, registry: Registry, gate: ir.Node, mul: ir.Node) -> ir.Node | None:
