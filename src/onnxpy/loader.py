@@ -9,7 +9,7 @@ import math
 import mmap
 import os
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import onnx
@@ -33,11 +33,11 @@ def load(source: Any) -> ir.Model:
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise NoSuchFile(f"model file {path!r} does not exist")
-        with open(path, "rb") as f:
-            data, weights = _without_weights(f, repr(path))
-        proto = _parse(data, repr(path))
         base_dir = os.path.dirname(os.path.abspath(path))
-        return from_proto(proto, base_dir, owned=True, weights={i: (path, *at) for i, at in weights.items()})
+        with open(path, "rb") as f:  # open while the weights are read from it
+            data, weights = _without_weights(f, repr(path))
+            proto = _parse(data, repr(path))
+            return from_proto(proto, base_dir, owned=True, weights={i: (f, *at) for i, at in weights.items()})
     else:
         raise NoModel(
             f"cannot load a model from a {type(source).__name__}: expected a path, bytes or onnx.ModelProto"
@@ -132,21 +132,21 @@ def _without_weights(f, what: str) -> tuple[bytes, dict[int, tuple[int, int]]]:
         return b"".join(parts), weights
 
 
-def _read_weight(t: TensorProto, path: str, offset: int, length: int) -> np.ndarray:
-    """Tensor ``t``'s array from the ``length`` raw bytes at ``offset`` in ``path``, read straight
-    into the array where numpy has the type's layout (onnx decodes the packed and 8-bit float types)."""
+def _read_weight(t: TensorProto, f: BinaryIO, offset: int, length: int) -> np.ndarray:
+    """Tensor ``t``'s array from the ``length`` raw bytes at ``offset`` in the model file ``f``, read
+    straight into the array where numpy has the type's layout (onnx decodes the packed and 8-bit
+    float types)."""
     count = math.prod(t.dims)
     dtype = ir.dtype_of(t.data_type) if t.data_type in _PLAIN_TYPES else None
-    with open(path, "rb") as f:
-        f.seek(offset)
-        if dtype is None or count * dtype.itemsize != length:
-            decoded = TensorProto()
-            decoded.CopyFrom(t)
-            decoded.raw_data = f.read(length)
-            return tensor_from_proto(decoded, None)
-        array = np.empty(tuple(t.dims), dtype=dtype)
-        if f.readinto(memoryview(array.reshape(-1)).cast("B")) != length:
-            raise InvalidGraph(f"tensor {t.name!r}: the model file ends inside its data")
+    f.seek(offset)
+    if dtype is None or count * dtype.itemsize != length:
+        decoded = TensorProto()
+        decoded.CopyFrom(t)
+        decoded.raw_data = f.read(length)
+        return tensor_from_proto(decoded, None)
+    array = np.empty(tuple(t.dims), dtype=dtype)
+    if f.readinto(memoryview(array.reshape(-1)).cast("B")) != length:
+        raise InvalidGraph(f"tensor {t.name!r}: the model file ends inside its data")
     return array
 
 
@@ -168,12 +168,13 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
 
 
 def from_proto(proto: onnx.ModelProto, base_dir: str | None = None, owned: bool = False,
-               weights: dict[int, tuple[str, int, int]] | None = None) -> ir.Model:
+               weights: dict[int, tuple[BinaryIO, int, int]] | None = None) -> ir.Model:
     """Convert a ModelProto to the IR, resolving external data against ``base_dir``.
 
     With ``owned`` (the proto was parsed here, nobody else holds it), each initializer's bytes are
     dropped from the proto once converted, so the weights are not held twice. ``weights`` maps
-    main-graph initializer indices to ``(file, offset, length)`` of raw data left out of the proto."""
+    main-graph initializer indices to ``(open model file, offset, length)`` of the raw data left
+    out of the proto."""
     if proto.ir_version < MIN_IR_VERSION:
         raise Fail(
             f"unsupported model IR version {proto.ir_version}: onnxpy runs IR versions "
@@ -319,7 +320,7 @@ def _sparse_to_dense(sp: onnx.SparseTensorProto, base_dir: str | None) -> np.nda
 
 
 def _graph(g: onnx.GraphProto, base_dir: str | None, typed: onnx.GraphProto | None = None,
-           owned: bool = False, weights: dict[int, tuple[str, int, int]] | None = None) -> ir.Graph:
+           owned: bool = False, weights: dict[int, tuple[BinaryIO, int, int]] | None = None) -> ir.Graph:
     """Convert a graph; nodes, outputs and value_info come from ``typed`` (the shape-inferred
     copy) when given, inputs and initializers from ``g``."""
     inits = {}
