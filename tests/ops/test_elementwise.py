@@ -128,6 +128,22 @@ def test_sigmoid_and_softplus_are_stable_in_the_tails():
                                [v * e for v, e in zip(half.tolist(), exact)], rtol=1e-3, atol=2**-24)
 
 
+@pytest.mark.parametrize("op, opset, alpha", [("Sigmoid", 13, None), ("Swish", 24, None), ("Swish", 24, -0.75)])
+def test_sigmoid_family_on_a_large_tensor(op, opset, alpha):
+    """Large float32 tensors run one compiled pass (several blocks and a partial one, fed
+    transposed): within 4 ulps of exact, and the tails and non-finite values as numpy gives them."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-30, 30, (300, 251)).astype(F32)
+    x[0, :14] = [np.inf, -np.inf, np.nan, 0, -0.0, -87.3, 87.3, -88.5, 88.5, -89.5, 89.5, -200, 200, 1e-30]
+    a = 1.0 if alpha is None else alpha
+    grid = x.T.ravel()
+    with np.errstate(over="ignore", invalid="ignore"):  # exact from the float32 product alpha * x
+        exact = (grid.astype(np.float64) if op == "Swish" else 1.0) / (1 + np.exp((-F32(a) * grid).astype(np.float64)))
+    y = run1(op, {"x": x.T}, opset, **({} if alpha is None else {"alpha": alpha}))
+    assert y.dtype == F32
+    np.testing.assert_allclose(y.ravel(), exact.astype(F32), rtol=4 * np.finfo(F32).eps, atol=1e-36)
+
+
 @pytest.mark.parametrize("op", ["Relu", "Sigmoid", "Exp", "Tanh", "Softplus", "Erf", "HardSwish", "Abs"])
 @pytest.mark.parametrize("dtype", [F16, BF16])
 def test_unary_keeps_narrow_float_types(op, dtype):

@@ -151,27 +151,40 @@ def softmax(x: np.ndarray, axis: int = -1, empty_rows_zero: bool = False) -> np.
     return out.reshape(x.shape)
 
 
+# float32 elements from which sigmoid runs compiled: below it numpy's four passes stay in L1 and cost
+# within 15% (measured), not worth loading numba for in a model of small tensors; at 1.2M elements
+# the compiled pass takes 1.4 ms, numpy 2.5 ms.
+_JIT_SIGMOID_MIN = 2048
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """``1 / (1 + exp(-x))``, in place after the first pass, computed in float32 or wider and
-    returned in x's dtype: where exp overflows (below about -88 in float32) the result is the
-    limit 0; both tails keep their relative accuracy (float16's too: its own exp overflows at -11)."""
-    work = x.astype(compute_dtype(x.dtype), copy=False)
-    y = np.empty_like(work)
-    np.negative(work, out=y)
-    np.exp(y, out=y)
-    y += y.dtype.type(1)
-    return np.reciprocal(y, out=y).astype(x.dtype, copy=False)
+    """``1 / (1 + exp(-x))``, computed in float32 or wider and returned in x's dtype: where exp
+    overflows (below about -88 in float32) the result is the limit 0; both tails keep their relative
+    accuracy (float16's too: its own exp overflows at -11)."""
+    return _sigmoid_times(x, 1.0, times_x=False)
 
 
 def swish(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """``x * sigmoid(alpha * x)`` as ``x / (1 + exp(-alpha * x))``, in place after the first pass,
-    computed in float32 or wider and returned in x's dtype."""
+    """``x * sigmoid(alpha * x)`` as ``x / (1 + exp(-alpha * x))``, computed in float32 or wider and
+    returned in x's dtype."""
+    return _sigmoid_times(x, alpha, times_x=True)
+
+
+def _sigmoid_times(x: np.ndarray, alpha: float, times_x: bool) -> np.ndarray:
+    """sigmoid(alpha x), times x with ``times_x``: large float32 work in one compiled pass (``_jit``),
+    the rest with numpy, in place after its first pass."""
     work = x.astype(compute_dtype(x.dtype), copy=False)
+    if work.dtype == np.float32 and work.size >= _JIT_SIGMOID_MIN:
+        from onnxpy.ops import _jit
+
+        return _jit.sigmoid(work, alpha, times_x).astype(x.dtype, copy=False)
     y = np.empty_like(work)
     np.multiply(work, y.dtype.type(-alpha), out=y)
     np.exp(y, out=y)
     y += y.dtype.type(1)
-    return np.divide(work, y, out=y).astype(x.dtype, copy=False)
+    if times_x:
+        return np.divide(work, y, out=y).astype(x.dtype, copy=False)
+    return np.reciprocal(y, out=y).astype(x.dtype, copy=False)
 
 
 def per_axis(values: Sequence[int] | None, n: int, default: int, name: str) -> list[int]:
