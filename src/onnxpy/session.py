@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from onnxpy import ir, loader, passes
+from onnxpy import ir, loader, memory, passes
 from onnxpy.errors import InvalidArgument
 from onnxpy.executor import check_feeds, execute, profiled
 from onnxpy.plan import build, check_defined
@@ -145,6 +145,8 @@ class InferenceSession:
                  providers: Sequence[Any] | None = None, provider_options: Sequence[dict] | None = None,
                  **kwargs: Any) -> None:
         self._options = sess_options if sess_options is not None else SessionOptions()
+        if self._options.enable_cpu_mem_arena:
+            memory.keep_freed_memory()
         self._providers, self._provider_options = _choose_providers(providers, provider_options)
         self._model_path = os.fspath(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else None
         model = loader.load(path_or_bytes)
