@@ -3,13 +3,13 @@
 Every run allocates its intermediate tensors afresh. With glibc's defaults, a buffer over its
 (adaptive) mmap threshold is mapped from the system and unmapped when freed, and the heap's free
 top is returned to the system; either way the next run's buffer of the same size page-faults on
-every 4 KB page as it is first written (EfficientNet-B0: its first 4.8 MB Swish took 5.6 ms a run,
-2.6 ms with the setting below; GPT-2 small page-faulted 10752 times a run, then none). onnxruntime avoids this with its own
-arena; onnxpy's tensors are numpy arrays from malloc, so the equivalent is to keep freed memory in
-the heap for reuse: allocations below 32 MB (glibc's largest mmap threshold) come from the heap, and
-freed memory stays there. Like onnxruntime's arena (``enable_cpu_mem_arena``, on by default), it
-trades memory returned to the system for speed; the setting is process-wide, made once, and only
-where the C library is glibc.
+every 4 KB page as it is first written (EfficientNet-B0: its first 4.8 MB Swish took 5.6 ms a
+run, 2.6 ms with the setting below; GPT-2 small page-faulted 10752 times a run, then none).
+onnxruntime avoids this with its own arena; onnxpy's tensors are numpy arrays from malloc, so the
+equivalent is to keep freed memory in the heap for reuse: allocations below 32 MB (glibc's largest
+mmap threshold) come from the heap, and freed memory stays there. Like onnxruntime's arena
+(``enable_cpu_mem_arena``, on by default), it trades memory returned to the system for speed; the
+setting is process-wide, made once, and only where the C library is glibc.
 """
 from __future__ import annotations
 
