@@ -128,20 +128,41 @@ def test_sigmoid_and_softplus_are_stable_in_the_tails():
                                [v * e for v, e in zip(half.tolist(), exact)], rtol=1e-3, atol=2**-24)
 
 
-@pytest.mark.parametrize("op, opset, alpha", [("Sigmoid", 13, None), ("Swish", 24, None), ("Swish", 24, -0.75)])
-def test_sigmoid_family_on_a_large_tensor(op, opset, alpha):
-    """Large float32 tensors run one compiled pass (several blocks and a partial one, fed
-    transposed): within 4 ulps of exact, and the tails and non-finite values as numpy gives them."""
+def _sigmoid_of(t):
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-t))
+
+
+_LARGE_EXACT = {  # op: exact value in float64 of x and of the float32 product alpha * x (+ beta)
+    "Sigmoid": lambda x, t: _sigmoid_of(t),
+    "Swish": lambda x, t: x * _sigmoid_of(t),
+    "HardSigmoid": lambda x, t: np.minimum(np.maximum(t, 0), 1),
+    "HardSwish": lambda x, t: x * np.minimum(np.maximum(t, 0), 1),
+}
+
+
+@pytest.mark.parametrize("op, opset, attrs", [
+    ("Sigmoid", 13, {}), ("Swish", 24, {}), ("Swish", 24, {"alpha": -0.75}),
+    ("HardSigmoid", 6, {"alpha": 0.3, "beta": 0.4}), ("HardSwish", 14, {}),
+])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_sigmoid_family_on_a_large_tensor(op, opset, attrs, dtype):
+    """Large tensors run one compiled pass (several blocks and a partial one, fed transposed):
+    within 4 ulps of exact, and the tails and non-finite values as numpy gives them."""
     rng = np.random.default_rng(5)
-    x = rng.uniform(-30, 30, (300, 251)).astype(F32)
+    x = rng.uniform(-30, 30, (300, 251)).astype(dtype)
     x[0, :14] = [np.inf, -np.inf, np.nan, 0, -0.0, -87.3, 87.3, -88.5, 88.5, -89.5, 89.5, -200, 200, 1e-30]
-    a = 1.0 if alpha is None else alpha
+    if op == "HardSwish":  # its constants are part of the op, not float32 attributes
+        alpha, beta = dtype(1 / 6), dtype(0.5)
+    else:
+        alpha, beta = (dtype(F32(attrs.get(name, 1.0 if name == "alpha" else 0.0))) for name in ("alpha", "beta"))
     grid = x.T.ravel()
-    with np.errstate(over="ignore", invalid="ignore"):  # exact from the float32 product alpha * x
-        exact = (grid.astype(np.float64) if op == "Swish" else 1.0) / (1 + np.exp((-F32(a) * grid).astype(np.float64)))
-    y = run1(op, {"x": x.T}, opset, **({} if alpha is None else {"alpha": alpha}))
-    assert y.dtype == F32
-    np.testing.assert_allclose(y.ravel(), exact.astype(F32), rtol=4 * np.finfo(F32).eps, atol=1e-36)
+    with np.errstate(invalid="ignore"):
+        t = alpha * grid + beta if op.startswith("Hard") else alpha * grid
+        exact = _LARGE_EXACT[op](grid.astype(np.float64), t.astype(np.float64))
+    y = run1(op, {"x": x.T}, opset, **attrs)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y.ravel(), exact.astype(dtype), rtol=4 * np.finfo(dtype).eps, atol=1e-36)
 
 
 @pytest.mark.parametrize("op", ["Relu", "Sigmoid", "Exp", "Tanh", "Softplus", "Erf", "HardSwish", "Abs"])

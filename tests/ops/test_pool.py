@@ -202,6 +202,15 @@ def test_global_pools(op, want, opset, dtype):
     check(node_model(op, {"x": x}, ["y"], opset=opset), {"x": x}, expected=[want(x).astype(dtype)], rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("shape", [(3, 8, 50), (2, 5, 3, 4, 6), (1, 64, 56, 56)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_average_pool_ranks_and_strided_input(shape, dtype):
+    x = np.swapaxes(rand(*shape[:1], *shape[2:], shape[1], dtype=dtype), 1, -1)  # channels strided
+    want = x.astype(np.float64).mean(axis=tuple(range(2, x.ndim)), keepdims=True).astype(dtype)
+    check(node_model("GlobalAveragePool", {"x": x}, ["y"], opset=22), {"x": x}, expected=[want],
+          rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("opset,p", [(1, 3.0), (2, 1), (22, 3)])
 def test_global_lp_pool_p(opset, p):
     x = rand(2, 3, 4, 2, 3)

@@ -151,10 +151,11 @@ def softmax(x: np.ndarray, axis: int = -1, empty_rows_zero: bool = False) -> np.
     return out.reshape(x.shape)
 
 
-# float32 elements from which sigmoid runs compiled: below it numpy's four passes stay in L1 and cost
-# within 15% (measured), not worth loading numba for in a model of small tensors; at 1.2M elements
-# the compiled pass takes 1.4 ms, numpy 2.5 ms.
-_JIT_SIGMOID_MIN = 2048
+# Element-wise ops run compiled (``_jit``) from this many elements: below it numpy's passes stay in
+# L1 and cost within 15% (measured on sigmoid), not worth loading numba for in a model of small
+# tensors; at 1.2M elements sigmoid's compiled pass takes 1.4 ms, numpy's four 2.5 ms.
+JIT_MIN_SIZE = 2048
+JIT_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # what the compiled kernels serve
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -174,7 +175,7 @@ def _sigmoid_times(x: np.ndarray, alpha: float, times_x: bool) -> np.ndarray:
     """sigmoid(alpha x), times x with ``times_x``: large float32 work in one compiled pass (``_jit``),
     the rest with numpy, in place after its first pass."""
     work = x.astype(compute_dtype(x.dtype), copy=False)
-    if work.dtype == np.float32 and work.size >= _JIT_SIGMOID_MIN:
+    if work.dtype == np.float32 and work.size >= JIT_MIN_SIZE:
         from onnxpy.ops import _jit
 
         return _jit.sigmoid(work, alpha, times_x).astype(x.dtype, copy=False)

@@ -17,10 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
-from onnxpy.ops._helpers import compute_dtype, pad_spatial, per_axis, window_geometry, windows
+from onnxpy.ops._helpers import JIT_FLOATS, compute_dtype, pad_spatial, per_axis, window_geometry, windows
 from onnxpy.registry import kernel
 
-_JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what the compiled kernels (_jit) serve
 _WINOGRAD_MIN_TILES = 400  # 2x2 output tiles below which 3x3 Winograd loses to im2col + GEMM (measured)
 _COLS_BUDGET = 1 << 20  # elements of the im2col buffer: a band of output rows at a time stays in cache
 _GROUPED_COLS_BUDGET = 1 << 18  # smaller for grouped convs: many small GEMMs reread the band
@@ -37,7 +36,7 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
     if cg * group != c or m % group:
         raise ValueError(f"X has {c} channels and W shape {w.shape}: expected C == W.shape[1] * group "
                          f"and M divisible by group (group={group})")
-    if cg == 1 and len(out) <= 2 and x.dtype in _JIT_DTYPES:
+    if cg == 1 and len(out) <= 2 and x.dtype in JIT_FLOATS:
         from onnxpy.ops import _jit
 
         row = [1] * (2 - len(out))  # a 1-D convolution as a one-row image
@@ -46,7 +45,7 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
                              row + dilations, [0] * len(row) + begin, row + out, clamp)
         return y.reshape((n, m) + tuple(out))
     if (group == 1 and w.shape[2:] == (3, 3) and strides == [1, 1] and dilations == [1, 1] and c >= 8
-            and x.dtype in _JIT_DTYPES and -(-out[0] // 2) * -(-out[1] // 2) >= _WINOGRAD_MIN_TILES):
+            and x.dtype in JIT_FLOATS and -(-out[0] // 2) * -(-out[1] // 2) >= _WINOGRAD_MIN_TILES):
         from onnxpy.ops import _jit
 
         return _jit.winograd3x3(x, w, b, begin, out, clamp)

@@ -16,7 +16,7 @@ import ml_dtypes
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.ops._helpers import erf, gelu as gelu_of, normalize_axis, sigmoid, swish as swish_of
+from onnxpy.ops._helpers import JIT_FLOATS, JIT_MIN_SIZE, erf, gelu as gelu_of, normalize_axis, sigmoid, swish as swish_of
 from onnxpy.registry import kernel
 
 _KEYWORD = inspect.Parameter.KEYWORD_ONLY
@@ -127,20 +127,26 @@ def _softsign(x: np.ndarray) -> np.ndarray:
     return x / (_scalar(x, 1) + np.abs(x))
 
 
-def _hard_sigmoid(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
-    """``max(0, min(1, alpha * x + beta))`` as a new array, in place after the first pass (and not
-    with np.clip, which turns bfloat16 into float32)."""
+def _hard_sigmoid(x: np.ndarray, alpha: float, beta: float, times_x: bool = False) -> np.ndarray:
+    """``max(0, min(1, alpha * x + beta))``, times x with ``times_x``, as a new array: large float32
+    and float64 arrays in one compiled pass, others in place after numpy's first pass (and not with
+    np.clip, which turns bfloat16 into float32)."""
+    if x.dtype in JIT_FLOATS and x.size >= JIT_MIN_SIZE:
+        from onnxpy.ops import _jit
+
+        return _jit.hard_sigmoid(x, alpha, beta, times_x)
     y = np.empty_like(x)
     np.multiply(x, _scalar(x, alpha), out=y)
     y += _scalar(x, beta)
     np.maximum(y, _scalar(x, 0), out=y)
-    return np.minimum(y, _scalar(x, 1), out=y)
+    np.minimum(y, _scalar(x, 1), out=y)
+    if times_x:
+        y *= x
+    return y
 
 
 def _hard_swish(x: np.ndarray) -> np.ndarray:
-    y = _hard_sigmoid(x, 1 / 6, 0.5)
-    y *= x
-    return y
+    return _hard_sigmoid(x, 1 / 6, 0.5, times_x=True)
 
 
 def _mish(x: np.ndarray) -> np.ndarray:
