@@ -36,15 +36,20 @@ def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, out):  # pragma: 
     plane_w = out_w + ((k_w - 1) * dilations[1]) // s_w + 1
     planes = np.zeros(s_h * s_w * plane_h * plane_w + plane_w, dtype=x.dtype)
     acc = np.empty(out_h * plane_w, dtype=x.dtype)
-    xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
+    xf, of = x.reshape(-1), out.reshape(-1)
     run = uint64(out_h * plane_w)
     taps = k_h * k_w
-    tap_start = np.empty(taps, dtype=np.uint64)  # where each tap's run starts in ``planes``
+    groups = -(-taps // 3)  # taps are taken three at a time (one accumulator pass for three)
+    tap_start = np.zeros(3 * groups, dtype=np.uint64)  # where each tap's run starts in ``planes``
+    tap_weight = np.zeros((m_out, 3 * groups), dtype=x.dtype)  # the missing third taps weigh 0
     for ky in range(k_h):
         dy = ky * dilations[0]
         for kx in range(k_w):
             dx = kx * dilations[1]
             tap_start[ky * k_w + kx] = (((dy % s_h) * s_w + dx % s_w) * plane_h + dy // s_h) * plane_w + dx // s_w
+    for m in range(m_out):
+        for tap in range(taps):
+            tap_weight[m, tap] = w[m, tap // k_w, tap % k_w]
     for item in range(x.shape[0] * channels):  # (batch, channel) pairs
         n, c = item // channels, item % channels
         src0 = uint64(item * height * width)
@@ -68,11 +73,11 @@ def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, out):  # pragma: 
                 size = min(_CHUNK, run - start)
                 for p in range(size):
                     acc[start + p] = b
-                for tap in range(taps):
-                    wv = wf[m * taps + tap]
-                    base = start + tap_start[tap]
+                for g in range(0, 3 * groups, 3):
+                    w0, w1, w2 = tap_weight[m, g], tap_weight[m, g + 1], tap_weight[m, g + 2]
+                    b0, b1, b2 = start + tap_start[g], start + tap_start[g + 1], start + tap_start[g + 2]
                     for p in range(size):
-                        acc[start + p] += wv * planes[base + p]
+                        acc[start + p] += w0 * planes[b0 + p] + w1 * planes[b1 + p] + w2 * planes[b2 + p]
             dst0, width_out, row_in = uint64((n * m_out + m) * out_h * out_w), uint64(out_w), uint64(plane_w)
             for oy in range(uint64(out_h)):
                 for ox in range(width_out):
