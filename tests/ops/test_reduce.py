@@ -10,6 +10,7 @@ import onnx.defs
 import pytest
 from onnx import AttributeProto, helper
 
+from onnxpy.ops._helpers import softmax as softmax_helper
 from tests.ops._oracle import check, node_model, run_onnxpy
 
 RNG = np.random.default_rng(0)
@@ -284,6 +285,34 @@ def test_softmax_family_13(op, axis, dtype):
     x = RNG.normal(size=(2, 3, 4)).astype(dtype)
     attrs = {} if axis is None else {"axis": axis}
     check(node_model(op, {"x": x}, ["y"], opset=13, **attrs), {"x": x})
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_softmax_on_a_large_float32_tensor(axis):
+    """float32 softmax along the last axis runs compiled: against exact values, with rows that hold
+    -inf (masked), NaN, all -inf, huge spreads, and a length that is no multiple of 8."""
+    x = (RNG.normal(size=(300, 257)) * 20).astype(np.float32)
+    x[0, ::3] = -np.inf
+    x[1, 5] = np.nan
+    x[2] = -np.inf
+    x[3, :2] = [3e38, -3e38]
+    x = x if axis == -1 else np.ascontiguousarray(x.T)
+    with np.errstate(invalid="ignore"):  # exact from the float32 differences x - max
+        shifted = np.exp((x - x.max(axis=axis, keepdims=True)).astype(np.float64))
+        want = (shifted / shifted.sum(axis=axis, keepdims=True)).astype(np.float32)
+    y = run_onnxpy(node_model("Softmax", {"x": x}, ["y"], opset=13, axis=axis), {"x": x})[0]
+    np.testing.assert_allclose(y, want, rtol=2e-6, atol=1e-37)
+
+
+def test_softmax_zeroes_fully_masked_rows_for_attention():
+    """The attention ops' softmax (``empty_rows_zero``): compiled float32 rows as the numpy path
+    computes them in float64, an entirely -inf row all zeros."""
+    x = (RNG.normal(size=(64, 129)) * 5).astype(np.float32)
+    x[3] = -np.inf
+    x[4, ::2] = -np.inf
+    y = softmax_helper(x, empty_rows_zero=True)
+    assert not y[3].any()
+    np.testing.assert_allclose(y, softmax_helper(x.astype(np.float64), empty_rows_zero=True), rtol=2e-6, atol=0)
 
 
 @pytest.mark.parametrize("op", ROWS)

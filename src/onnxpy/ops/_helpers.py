@@ -124,18 +124,30 @@ def _erf_or_gelu(x: np.ndarray, fused_gelu: bool) -> np.ndarray:
     return _jit.erf(x.astype(work, copy=False), coefficients, radius, fused_gelu).astype(x.dtype, copy=False)
 
 
+# Element-wise ops run compiled (``_jit``) from this many elements: below it numpy's passes stay in
+# L1 and cost within 15% (measured on sigmoid), not worth loading numba for in a model of small
+# tensors; at 1.2M elements sigmoid's compiled pass takes 1.4 ms, numpy's four 2.5 ms.
+JIT_MIN_SIZE = 2048
+JIT_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # what the compiled kernels serve
+
+
 _SOFTMAX_BLOCK = 1 << 16  # elements of rows at a time: each of softmax's five passes then runs in L2
 
 
 def softmax(x: np.ndarray, axis: int = -1, empty_rows_zero: bool = False) -> np.ndarray:
-    """Softmax along ``axis`` as a new array, in x's dtype. Along the last axis the rows go a
-    block at a time so that the max, subtract, exp, sum and divide passes stay in cache. With
-    ``empty_rows_zero``, a row that is entirely -inf (fully masked attention) gives zeros, not NaN."""
+    """Softmax along ``axis`` as a new array, in x's dtype. Along the last axis, float32 runs
+    compiled (``_jit``), other dtypes with numpy a block of rows at a time so that the max,
+    subtract, exp, sum and divide passes stay in cache. With ``empty_rows_zero``, a row that is
+    entirely -inf (fully masked attention) gives zeros, not NaN."""
     if axis not in (-1, x.ndim - 1):
         moved = softmax(np.moveaxis(x, axis, -1), -1, empty_rows_zero)
         return np.ascontiguousarray(np.moveaxis(moved, -1, axis))
     n = x.shape[-1] if x.ndim else 1
     rows = np.ascontiguousarray(x).reshape(-1, n)
+    if x.dtype == np.float32 and n and x.size >= JIT_MIN_SIZE:
+        from onnxpy.ops import _jit
+
+        return _jit.softmax_rows(rows, empty_rows_zero).reshape(x.shape)
     out = np.empty(rows.shape, dtype=x.dtype)
     step = max(1, _SOFTMAX_BLOCK // max(n, 1))
     for r0 in range(0, rows.shape[0], step):
@@ -150,13 +162,6 @@ def softmax(x: np.ndarray, axis: int = -1, empty_rows_zero: bool = False) -> np.
             total[total == 0] = 1
         np.divide(dst, total, out=dst)
     return out.reshape(x.shape)
-
-
-# Element-wise ops run compiled (``_jit``) from this many elements: below it numpy's passes stay in
-# L1 and cost within 15% (measured on sigmoid), not worth loading numba for in a model of small
-# tensors; at 1.2M elements sigmoid's compiled pass takes 1.4 ms, numpy's four 2.5 ms.
-JIT_MIN_SIZE = 2048
-JIT_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # what the compiled kernels serve
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

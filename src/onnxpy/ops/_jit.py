@@ -195,6 +195,74 @@ def sigmoid(x: np.ndarray, alpha: float, times_x: bool) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def _row_max(x):  # pragma: no cover - compiled
+    """Max of a non-empty row, NaN skipped: eight independent running maxima keep the comparisons
+    in flight (one running max waits on each compare; numpy's reduction is as slow)."""
+    n = x.size
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = x[0]
+    full = n - n % 8
+    for i in range(0, full, 8):
+        m0 = x[i] if x[i] > m0 else m0
+        m1 = x[i + 1] if x[i + 1] > m1 else m1
+        m2 = x[i + 2] if x[i + 2] > m2 else m2
+        m3 = x[i + 3] if x[i + 3] > m3 else m3
+        m4 = x[i + 4] if x[i + 4] > m4 else m4
+        m5 = x[i + 5] if x[i + 5] > m5 else m5
+        m6 = x[i + 6] if x[i + 6] > m6 else m6
+        m7 = x[i + 7] if x[i + 7] > m7 else m7
+    for i in range(full, n):
+        m0 = x[i] if x[i] > m0 else m0
+    return max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _row_sum(x):  # pragma: no cover - compiled
+    """Sum of a row in vector lanes (a reassociated order, like numpy's pairwise one)."""
+    total = x.dtype.type(0)
+    for i in range(x.size):
+        total += x[i]
+    return total
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _softmax(rows, empty_rows_zero, out):  # pragma: no cover - compiled
+    """Softmax of each float32 row: max, exp(x - max) with the vectorised exp, sum, scale."""
+    one, bias, shift, zero = np.float32(1), np.int32(127), np.int32(23), np.float32(0)
+    n = rows.shape[1]
+    power = np.empty(n, dtype=np.int32)
+    scale = power.view(np.float32)
+    c0, c1, c2, c3, c4, c5 = _EXP_POLY[0], _EXP_POLY[1], _EXP_POLY[2], _EXP_POLY[3], _EXP_POLY[4], _EXP_POLY[5]
+    for r in range(rows.shape[0]):
+        x, o = rows[r], out[r]
+        peak = _row_max(x)  # a NaN in the row makes it NaN through exp below
+        if empty_rows_zero and peak == -np.inf:
+            peak = zero  # then every exp is 0, and so is the row
+        for i in range(n):
+            t = x[i] - peak  # <= 0, or NaN
+            below = t < _EXP_LO  # exp rounds to 0 (and -inf minus a finite max)
+            t = _EXP_LO if below else t
+            k = (t * _LOG2E + _ROUND) - _ROUND
+            f = t - k * _LN2_HI - k * _LN2_LO
+            p = ((((c0 * f + c1) * f + c2) * f + c3) * f + c4) * f + c5
+            o[i] = zero if below else (p * f + one) * f + one
+            power[i] = (np.int32(k) + bias) << shift
+        for i in range(n):
+            o[i] *= scale[i]
+        total = _row_sum(o)
+        inverse = zero if empty_rows_zero and total == zero else one / total
+        for i in range(n):
+            o[i] *= inverse
+    return out
+
+
+def softmax_rows(rows: np.ndarray, empty_rows_zero: bool) -> np.ndarray:
+    """Softmax along the rows of a C-contiguous 2-D float32 array with at least one column, into a
+    new one; a row with a NaN gives NaN, an entirely -inf row NaN too, or zeros with
+    ``empty_rows_zero``."""
+    return _softmax(rows, empty_rows_zero, np.empty_like(rows))
+
+
+@njit(cache=True, nogil=True)
 def _hard_sigmoid(x, alpha, beta, times_x, out):  # pragma: no cover - compiled
     zero, one = x.dtype.type(0), x.dtype.type(1)
     for i in range(x.size):
