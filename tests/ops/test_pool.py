@@ -136,6 +136,21 @@ def test_max_pool_indices_onnxruntime(opset, storage_order, auto_pad):
     check(model, {"x": x}, oracle="onnxruntime")
 
 
+@pytest.mark.parametrize("kernel,strides,pads", [([2, 2], [1, 1], [0, 0, 1, 1]), ([3, 3], [2, 2], [1, 1, 1, 1]),
+                                                  ([5, 4], [3, 2], [2, 1, 2, 0])])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_propagates_nan_and_inf(kernel, strides, pads, dtype):
+    """A window with a NaN gives NaN (as np.maximum), -inf and +inf are ordinary values; the
+    compiled path takes taps three at a time, so kernels of 4, 9 and 20 taps."""
+    x = rand(2, 3, 17, 15, dtype=dtype)
+    x[0, 0, 4, 5] = np.nan
+    x[1, 2, :3, :3] = -np.inf
+    x[1, 1, 8, 8] = np.inf
+    want = brute_pool(x, kernel, strides, [1, 1], pads[:2], pads[2:], 0, maximum)
+    model = node_model("MaxPool", {"x": x}, ["y"], opset=12, kernel_shape=kernel, strides=strides, pads=pads)
+    check(model, {"x": x}, expected=[want])
+
+
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.float16, np.float64])
 def test_max_pool_dtypes(dtype):
     x = RNG.integers(0, 100, (1, 2, 6, 6)).astype(dtype)

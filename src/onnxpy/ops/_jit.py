@@ -1,9 +1,9 @@
 """Kernels compiled with numba, for the loops numpy cannot express without extra passes over memory.
 
-Depthwise convolution: numpy needs one pass per kernel tap (or an im2col copy nine times the
-input); the loop below reads each input channel once into a small, cache-resident, zero-padded
-buffer, accumulates every tap as one long contiguous multiply-add, and writes the output once with
-bias and clamp applied. erf (and Gelu): its polynomial takes ~35 numpy passes; here one pass, the
+Depthwise convolution (and max pooling, the same sliding window with max for multiply-add): numpy
+needs one pass per kernel tap (or an im2col copy nine times the input); the loop below reads each
+input channel once into a small, cache-resident, padded buffer, accumulates the taps as long
+contiguous multiply-adds, and writes the output once with bias and clamp applied. erf (and Gelu): its polynomial takes ~35 numpy passes; here one pass, the
 Horner steps on an L1-resident block. Sigmoid and Swish in float32: one pass with a vectorised exp
 (numpy needs four, each a trip through memory, and its exp alone costs more than the whole loop);
 HardSigmoid and HardSwish in one pass instead of five.
@@ -24,7 +24,9 @@ _BLOCK = 512
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, out):  # pragma: no cover - compiled
+def _window2d(x, w, bias, strides, dilations, pads, lo, hi, maximum, out):  # pragma: no cover - compiled
+    """Depthwise convolution of x by w (M, kH, kW) plus bias, clamped to [lo, hi]; or, with
+    ``maximum``, max pooling over kH x kW windows (w then only gives the window's shape)."""
     channels, height, width = x.shape[1:]
     m_out, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     k_h, k_w = w.shape[1], w.shape[2]
@@ -34,20 +36,22 @@ def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, out):  # pragma: 
     # plane (r, c) row i, column j holds padded input (i * s_h + r, j * s_w + c)
     plane_h = out_h + ((k_h - 1) * dilations[0]) // s_h + 1
     plane_w = out_w + ((k_w - 1) * dilations[1]) // s_w + 1
-    planes = np.zeros(s_h * s_w * plane_h * plane_w + plane_w, dtype=x.dtype)
+    fill = -np.inf if maximum else 0  # the padding, written once: channels overwrite only the input
+    planes = np.full(s_h * s_w * plane_h * plane_w + plane_w, fill, dtype=x.dtype)
     acc = np.empty(out_h * plane_w, dtype=x.dtype)
     xf, of = x.reshape(-1), out.reshape(-1)
     run = uint64(out_h * plane_w)
     taps = k_h * k_w
     groups = -(-taps // 3)  # taps are taken three at a time (one accumulator pass for three)
     tap_start = np.zeros(3 * groups, dtype=np.uint64)  # where each tap's run starts in ``planes``
-    tap_weight = np.zeros((m_out, 3 * groups), dtype=x.dtype)  # the missing third taps weigh 0
+    tap_weight = np.zeros((m_out, 3 * groups), dtype=x.dtype)  # the missing third taps weigh 0 (or,
+    # pooling, repeat the first tap)
     for ky in range(k_h):
         dy = ky * dilations[0]
         for kx in range(k_w):
             dx = kx * dilations[1]
             tap_start[ky * k_w + kx] = (((dy % s_h) * s_w + dx % s_w) * plane_h + dy // s_h) * plane_w + dx // s_w
-    for m in range(m_out):
+    for m in range(0 if maximum else m_out):
         for tap in range(taps):
             tap_weight[m, tap] = w[m, tap // k_w, tap % k_w]
     for item in range(x.shape[0] * channels):  # (batch, channel) pairs
@@ -68,16 +72,23 @@ def _depthwise2d(x, w, bias, strides, dilations, pads, lo, hi, out):  # pragma: 
                     for j in range(count):
                         planes[dst + j] = xf[src + j * step]
         for m in range(c * mult, (c + 1) * mult):
-            b = bias[m]
+            b = fill if maximum else bias[m]
             for start in range(0, run, _CHUNK):  # a chunk of the accumulator stays in L1 over all taps
                 size = min(_CHUNK, run - start)
                 for p in range(size):
                     acc[start + p] = b
                 for g in range(0, 3 * groups, 3):
-                    w0, w1, w2 = tap_weight[m, g], tap_weight[m, g + 1], tap_weight[m, g + 2]
                     b0, b1, b2 = start + tap_start[g], start + tap_start[g + 1], start + tap_start[g + 2]
-                    for p in range(size):
-                        acc[start + p] += w0 * planes[b0 + p] + w1 * planes[b1 + p] + w2 * planes[b2 + p]
+                    if maximum:  # NaN wins, as in np.maximum
+                        for p in range(size):
+                            a, v0, v1, v2 = acc[start + p], planes[b0 + p], planes[b1 + p], planes[b2 + p]
+                            a = a if a > v0 or a != a else v0
+                            a = a if a > v1 or a != a else v1
+                            acc[start + p] = a if a > v2 or a != a else v2
+                    else:
+                        w0, w1, w2 = tap_weight[m, g], tap_weight[m, g + 1], tap_weight[m, g + 2]
+                        for p in range(size):
+                            acc[start + p] += w0 * planes[b0 + p] + w1 * planes[b1 + p] + w2 * planes[b2 + p]
             dst0, width_out, row_in = uint64((n * m_out + m) * out_h * out_w), uint64(out_w), uint64(plane_w)
             for oy in range(uint64(out_h)):
                 for ox in range(width_out):
@@ -96,13 +107,25 @@ def depthwise2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: 
     """Depthwise 2-D convolution of x (N, C, H, W) by w (M, 1, kH, kW), M a multiple of C, with
     ``begin`` padding and output size ``out_hw`` (the end padding needs no data), plus the bias and
     an optional clamp ``(lo, hi)``; x and w share a float32 or float64 dtype."""
-    out = np.empty(x.shape[:1] + w.shape[:1] + tuple(out_hw), dtype=x.dtype)
-    t = x.dtype.type
     lo, hi = (-np.inf, np.inf) if clamp is None else clamp
     b = np.zeros(w.shape[0], dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    args = (np.ascontiguousarray(x), np.ascontiguousarray(w).reshape(w.shape[0], *w.shape[2:]), b,
-            *(np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)), t(lo), t(hi))
-    return _depthwise2d(*args, out)
+    return _windows(x, np.ascontiguousarray(w).reshape(w.shape[0], *w.shape[2:]), b, strides, dilations, begin,
+                    out_hw, lo, hi, False)
+
+
+def max_pool2d(x: np.ndarray, kernel: list[int], strides: list[int], dilations: list[int], begin: list[int],
+               out_hw: list[int]) -> np.ndarray:
+    """2-D max pooling of a float32 or float64 x (N, C, H, W) with ``begin`` padding and output size
+    ``out_hw``; NaN propagates."""
+    shape = np.empty((1, *kernel), dtype=x.dtype)
+    return _windows(x, shape, shape[0, 0], strides, dilations, begin, out_hw, -np.inf, np.inf, True)
+
+
+def _windows(x, w, bias, strides, dilations, begin, out_hw, lo, hi, maximum) -> np.ndarray:
+    out = np.empty(x.shape[:1] + (x.shape[1] if maximum else w.shape[0],) + tuple(out_hw), dtype=x.dtype)
+    t = x.dtype.type
+    return _window2d(np.ascontiguousarray(x), w, bias,
+                     *(np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)), t(lo), t(hi), maximum, out)
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})

@@ -7,12 +7,13 @@ view). MaxPool's indices walk the taps of the window view. Geometry and padding 
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
 import numpy as np
 
-from onnxpy.ops._helpers import compute_dtype, pad_spatial, per_axis, window_geometry, windows
+from onnxpy.ops._helpers import JIT_FLOATS, compute_dtype, pad_spatial, per_axis, window_geometry, windows
 from onnxpy.registry import kernel
 
 
@@ -32,7 +33,11 @@ class _Windows:
         # ceil_mode windows may run past the end padding: extend it, without counting it as padding
         self.extra = [max(0, (o - 1) * s + (k - 1) * d + 1 - (i + b + e)) for o, s, k, d, i, b, e in
                       zip(self.out, self.strides, self.kernel, self.dilations, self.in_shape, self.begin, self.end)]
-        self.padded = pad_spatial(x, self.begin, [e + extra for e, extra in zip(self.end, self.extra)], fill)
+        self._x, self._fill = x, fill
+
+    @functools.cached_property
+    def padded(self) -> np.ndarray:
+        return pad_spatial(self._x, self.begin, [e + extra for e, extra in zip(self.end, self.extra)], self._fill)
 
     def taps(self):
         """The (N, C, *out) slice of each kernel tap, in row-major tap order."""
@@ -72,6 +77,13 @@ class _Windows:
 def _max_pool(x, auto_pad, ceil_mode, dilations, kernel_shape, pads, storage_order, strides, with_indices):
     fill = -np.inf if x.dtype.kind not in "iu" else np.iinfo(x.dtype).min
     win = _Windows(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, fill)
+    if not with_indices and x.dtype in JIT_FLOATS and len(win.kernel) <= 2:  # one compiled pass
+        from onnxpy.ops import _jit
+
+        row = [1] * (2 - len(win.kernel))  # a 1-D pool as a one-row image
+        y = _jit.max_pool2d(x.reshape(x.shape[:2] + (1,) * len(row) + x.shape[2:]), row + win.kernel,
+                            row + win.strides, row + win.dilations, [0] * len(row) + win.begin, row + win.out)
+        return y.reshape(x.shape[:2] + tuple(win.out))
     if not with_indices:
         return win.reduce(np.maximum)
     taps = win.taps()
