@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -289,3 +290,30 @@ def test_conv_activation_needs_a_fused_kernel():
 def test_conv_activation_fuses_with_the_fused_kernel():
     ops, model = _check(_conv_activation_model(), fuse_conv_activation, [_x(1, 3, 5, 5)], removed=1)
     assert ops == ["FusedConv"] and model.graph.nodes[0].attributes["activation_params"] == [0.0, 0.5]
+
+
+def _conv_residual_model(order, activation, z_shape=(1, 3, 5, 5)):
+    inits = [_const("w", _x(3, 3, 3, 3)), _const("b", _x(3)), _const("z", _x(*z_shape))]
+    operands = ["c", "z"] if order == "conv first" else ["z", "c"]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", operands, ["s" if activation else "y"])]
+    if activation:
+        nodes.append(helper.make_node(activation, ["s"], ["y"]))
+    return _model(nodes, [1, 3, 5, 5], [1, 3, 5, 5], inits)
+
+
+@pytest.mark.skipif(REGISTRY.resolve("com.microsoft", "FusedConv", 1) is None, reason="no FusedConv kernel")
+@pytest.mark.parametrize("order", ["conv first", "conv second"])
+@pytest.mark.parametrize("activation", ["Relu", "Sigmoid", None])
+def test_conv_residual_add_fuses_as_z(order, activation):
+    proto, x = _conv_residual_model(order, activation), _x(1, 3, 5, 5)
+    ops, model = _check(proto, fuse_conv_activation, [x], removed=2 if activation else 1)
+    fused = model.graph.nodes[0]
+    assert ops == ["FusedConv"] and fused.inputs[3] == "z" and fused.attributes.get("activation") == activation
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(_run(model, x)[0], session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
+def test_conv_add_of_a_broadcast_tensor_stays():
+    # FusedConv's Z must have the output's shape: a per-channel tensor is left to Add
+    _check(_conv_residual_model("conv first", "Relu", z_shape=(3, 1, 1)), fuse_conv_activation, [_x(1, 3, 5, 5)])

@@ -56,6 +56,21 @@ def test_fused_conv_clamp(xs, ws, group, activation, params):
               atol=1e-4, **attrs)
 
 
+@pytest.mark.parametrize("xs, ws, group, pads", [
+    ((2, 8, 40, 42), (512, 8, 1, 1), 1, [0, 0, 0, 0]),  # 1x1: GEMM in bands of output columns
+    ((2, 4, 9, 8), (6, 4, 3, 3), 1, [1, 1, 1, 1]),  # im2col
+    ((2, 4, 9, 8), (8, 1, 3, 3), 4, [1, 1, 1, 1]),  # depthwise
+    ((1, 8, 40, 42), (6, 8, 3, 3), 1, [1, 1, 1, 1]),  # Winograd
+])
+@pytest.mark.parametrize("activation", [None, "Relu", "Sigmoid"])
+def test_fused_conv_residual_on_every_path(xs, ws, group, pads, activation):
+    """Z (a residual of the output's shape) is added before the activation on each convolution path."""
+    out = (xs[0], ws[0], xs[2] + pads[0] + pads[2] - ws[2] + 1, xs[3] + pads[1] + pads[3] - ws[3] + 1)
+    feeds = {"X": rand(*xs, scale=3), "W": rand(*ws), "B": rand(ws[0]), "Z": rand(*out, scale=3)}
+    attrs = {"activation": activation} if activation else {}
+    ort_check("FusedConv", feeds, ["Y"], group=group, pads=pads, rtol=1e-4, atol=1e-4, **attrs)
+
+
 @pytest.mark.parametrize("activation", ["Relu", "LeakyRelu", "Tanh", "Sigmoid"])
 def test_fused_gemm(activation):
     feeds = {"A": rand(4, 3), "B": rand(5, 4), "C": rand(5)}

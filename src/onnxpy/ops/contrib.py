@@ -38,8 +38,7 @@ _ACTIVATIONS = {
     "Softplus": lambda x, p: np.logaddexp(x, 0),
     "Softsign": lambda x, p: x / (1 + np.abs(x)),
 }
-_CLAMPS = {"Relu": lambda p: (0.0, np.inf),
-           "Clip": lambda p: (p[0], p[1]) if p else (-np.inf, np.inf)}
+_CLAMPS = {"Relu": lambda p: (0.0, np.inf), "Clip": lambda p: (p[0], p[1])}
 _ACTIVATION_DEFAULTS = {"LeakyRelu": [0.01], "Clip": [-np.inf, np.inf], "HardSigmoid": [0.2, 0.5], "Elu": [1.0],
                         "ThresholdedRelu": [1.0], "ScaledTanh": [1.0, 1.0]}
 
@@ -50,8 +49,11 @@ def _activate(x: np.ndarray, name: str | None, params) -> np.ndarray:
         return x
     if name not in _ACTIVATIONS:
         raise ValueError(f"unsupported fused activation {name!r}; supported: {sorted(_ACTIVATIONS)}")
-    params = [p for p in (params or []) if p is not None] or _ACTIVATION_DEFAULTS.get(name, [])
-    return _ACTIVATIONS[name](_work(x), [np.float32(p) for p in params]).astype(x.dtype)
+    return _ACTIVATIONS[name](_work(x), [np.float32(p) for p in _params_or_defaults(name, params)]).astype(x.dtype)
+
+
+def _params_or_defaults(name: str, params) -> list:
+    return [p for p in (params or []) if p is not None] or _ACTIVATION_DEFAULTS.get(name, [])
 
 
 @kernel("Gelu", since=1, domain=MS)
@@ -83,16 +85,13 @@ def quick_gelu(X, *, alpha=1.702):
 @kernel("FusedConv", since=1, domain=MS)
 def fused_conv(X, W, B=None, Z=None, *, activation=None, activation_params=None, auto_pad="NOTSET",
                dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
-    """Conv + bias + optional sum input ``Z``, then the fused activation (Relu and Clip clamp in
-    the convolution's own pass when there is no ``Z``)."""
-    clamp = _CLAMPS[activation](activation_params) if Z is None and activation in _CLAMPS else None
+    """Conv + bias + optional sum input ``Z`` (of the output's shape), then the fused activation:
+    Relu and Clip clamp inside the convolution, Z is added there too, other activations follow."""
+    params = _params_or_defaults(activation, activation_params)
+    clamp = _CLAMPS[activation](params) if activation in _CLAMPS else None
     y = convolve(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
-                 pads=pads, strides=strides, clamp=clamp)
-    if clamp is not None:
-        return y
-    if Z is not None:
-        y = y + Z
-    return _activate(y, activation, activation_params)
+                 pads=pads, strides=strides, clamp=clamp, z=Z)
+    return y if clamp is not None else _activate(y, activation, activation_params)
 
 
 @kernel("FusedGemm", since=1, domain=MS)

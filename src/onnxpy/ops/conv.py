@@ -24,13 +24,15 @@ _WINOGRAD_MIN_TILES = 400  # 2x2 output tiles below which 3x3 Winograd loses to 
 _COLS_BUDGET = 1 << 20  # elements of the im2col buffer: a band of output rows at a time stays in cache
 _GROUPED_COLS_BUDGET = 1 << 18  # smaller for grouped convs: many small GEMMs reread the band
 _MIN_GEMM_COLUMNS = 256  # but each GEMM gets at least this many output positions
+_EPILOGUE_BUDGET = 1 << 20  # output elements of a 1x1 convolution's GEMM band, finished while in cache
 
 
 def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, strides: list[int],
           dilations: list[int], begin: list[int], end: list[int], out: list[int],
-          clamp: tuple[float, float] | None = None) -> np.ndarray:
-    """Grouped N-D convolution of x (N, C, ...) by w (M, C/group, ...) plus bias b, then clamped to
-    ``clamp = (lo, hi)`` when given, in x's dtype (float32 or wider)."""
+          clamp: tuple[float, float] | None = None, z: np.ndarray | None = None) -> np.ndarray:
+    """Grouped N-D convolution of x (N, C, ...) by w (M, C/group, ...) plus bias b, plus ``z`` (of
+    the output's shape) when given, then clamped to ``clamp = (lo, hi)`` when given, in x's dtype
+    (float32 or wider)."""
     n, c = x.shape[:2]
     m, cg = w.shape[:2]
     if cg * group != c or m % group:
@@ -42,35 +44,62 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
         row = [1] * (2 - len(out))  # a 1-D convolution as a one-row image
         y = _jit.depthwise2d(x.reshape(x.shape[:2] + (1,) * len(row) + x.shape[2:]),
                              w.reshape(w.shape[:2] + (1,) * len(row) + w.shape[2:]), b, row + strides,
-                             row + dilations, [0] * len(row) + begin, row + out, clamp)
-        return y.reshape((n, m) + tuple(out))
+                             row + dilations, [0] * len(row) + begin, row + out, clamp if z is None else None)
+        y = y.reshape((n, m) + tuple(out))
+        return y if z is None else _epilogue(y, None, z, clamp)
     if (group == 1 and w.shape[2:] == (3, 3) and strides == [1, 1] and dilations == [1, 1] and c >= 8
             and x.dtype in JIT_FLOATS and -(-out[0] // 2) * -(-out[1] // 2) >= _WINOGRAD_MIN_TILES):
         from onnxpy.ops import _jit
 
-        return _jit.winograd3x3(x, w, b, begin, out, clamp)
-    y = _add_bias(_gemm_conv(x, w, group, strides, dilations, begin, end, out), b)
+        y = _jit.winograd3x3(x, w, b, begin, out, clamp if z is None else None)
+        return y if z is None else _epilogue(y, None, z, clamp)
+    return _gemm_conv(x, w, b, z, clamp, group, strides, dilations, begin, end, out)
+
+
+def _epilogue(y: np.ndarray, b: np.ndarray | None, z: np.ndarray | None,
+              clamp: tuple[float, float] | None) -> np.ndarray:
+    """``y`` plus b (broadcast), plus z, clamped to ``clamp``: each when given, in place."""
+    if b is not None:
+        y += b
+    if z is not None:
+        y += z
     if clamp is not None:
-        np.clip(y, *clamp, out=y)
+        np.clip(y, *(y.dtype.type(v) for v in clamp), out=y)
     return y
 
 
-def _gemm_conv(x: np.ndarray, w: np.ndarray, group: int, strides: list[int], dilations: list[int],
+def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | None,
+               clamp: tuple[float, float] | None, group: int, strides: list[int], dilations: list[int],
                begin: list[int], end: list[int], out: list[int]) -> np.ndarray:
+    """im2col + GEMM a band of output columns at a time, each band finished (bias, z, clamp) while
+    it is still in cache."""
     n, c = x.shape[:2]
     m, cg = w.shape[:2]
     k_shape = w.shape[2:]
     ksize, length = math.prod(k_shape), math.prod(out)
     wg = w.reshape(group, m // group, cg * ksize)
+    bias = None if b is None else b.astype(x.dtype, copy=False).reshape(m, 1)
+    y = np.empty((n, m) + tuple(out), dtype=x.dtype)
+
+    def finish(i: int, c0: int, c1: int) -> None:
+        zi = None if z is None else z[i].reshape(m, length)[:, c0:c1]
+        _epilogue(y[i].reshape(m, length)[:, c0:c1], bias, zi, clamp)
+
     if ksize == 1 and not any(begin) and not any(end):
         xs = x[(...,) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, strides))]
-        return np.matmul(wg, xs.reshape(n, group, cg, length)).reshape(n, m, *out)
+        step = max(_MIN_GEMM_COLUMNS, _EPILOGUE_BUDGET // m)
+        for i in range(n):
+            xi, yi = xs[i].reshape(group, cg, length), y[i].reshape(group, m // group, length)
+            for c0 in range(0, length, step):
+                c1 = min(length, c0 + step)
+                np.matmul(wg, xi[:, :, c0:c1], out=yi[:, :, c0:c1])
+                finish(i, c0, c1)
+        return y
     win = windows(pad_spatial(x, begin, end), k_shape, strides, dilations, out)
     inner = length // out[0]
     budget = _COLS_BUDGET if group == 1 else _GROUPED_COLS_BUDGET
     rows = min(out[0], max(budget // (c * ksize * inner), -(-_MIN_GEMM_COLUMNS // inner)))
     cols = np.empty((c,) + tuple(k_shape) + (rows,) + tuple(out[1:]), dtype=x.dtype)
-    y = np.empty((n, m) + tuple(out), dtype=x.dtype)
     row_axis = (slice(None),) * (1 + len(k_shape))
     for i in range(n):
         yi = y[i].reshape(group, m // group, length)
@@ -79,6 +108,7 @@ def _gemm_conv(x: np.ndarray, w: np.ndarray, group: int, strides: list[int], dil
             np.copyto(cols[row_axis + (slice(0, r1 - r0),)], win[i][row_axis + (slice(r0, r1),)])
             flat = cols.reshape(group, cg * ksize, rows * inner)[:, :, : (r1 - r0) * inner]
             np.matmul(wg, flat, out=yi[:, :, r0 * inner:r1 * inner])
+            finish(i, r0 * inner, r1 * inner)
     return y
 
 
@@ -119,9 +149,9 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
 
 
 def convolve(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
-             strides=None, clamp: tuple[float, float] | None = None) -> np.ndarray:
-    """Conv, with its output clamped to ``clamp = (lo, hi)`` in the same pass when given (fused
-    Relu/Clip)."""
+             strides=None, clamp: tuple[float, float] | None = None, z: np.ndarray | None = None) -> np.ndarray:
+    """Conv, plus ``z`` (a residual of the output's shape) and then clamped to ``clamp = (lo, hi)``
+    when given, while each band of the output is still in cache (FusedConv)."""
     if x.ndim < 3 or w.ndim != x.ndim:
         raise ValueError(f"Conv expects X and W of the same rank >= 3, got {x.shape} and {w.shape}")
     _check_kernel_shape(kernel_shape, w)
@@ -129,9 +159,11 @@ def convolve(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel
     strides = per_axis(strides, n, 1, "strides")
     dilations = per_axis(dilations, n, 1, "dilations")
     out, begin, end = window_geometry(x.shape[2:], w.shape[2:], strides, dilations, pads, auto_pad)
+    if z is not None and z.shape != (x.shape[0], w.shape[0], *out):
+        raise ValueError(f"the sum input Z has shape {z.shape}, expected the output's {(x.shape[0], w.shape[0], *out)}")
     ct = compute_dtype(x.dtype)
     return _conv(x.astype(ct, copy=False), w.astype(ct, copy=False), b, group, strides, dilations, begin, end,
-                 out, clamp).astype(x.dtype, copy=False)
+                 out, clamp, z).astype(x.dtype, copy=False)
 
 
 @kernel("ConvTranspose", since=1)

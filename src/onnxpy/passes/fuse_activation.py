@@ -1,4 +1,5 @@
-"""``Conv`` followed by an activation → ``com.microsoft::FusedConv``, only when the registry
+"""``Conv`` followed by an activation, by an ``Add`` of a same-shaped tensor (a residual), or by
+both → ``com.microsoft::FusedConv`` (the added tensor is its input ``Z``), only when the registry
 has a FusedConv kernel (contrib ops are optional); otherwise the pass changes nothing.
 
 Activations and their ``activation_params`` follow onnxruntime's FusedConv: Relu, Tanh, Sigmoid,
@@ -20,22 +21,56 @@ def fuse_conv_activation(model: ir.Model, registry: Registry) -> bool:
     if registry.resolve("com.microsoft", "FusedConv", 1) is None:
         return False
 
-    def rewrite(act: ir.Node, index: Index):
-        conv = index.op(act.inputs[0], "Conv") if act.inputs and not act.domain else None
-        if conv is None or not index.private(conv.outputs[0]):
+    def rewrite(node: ir.Node, index: Index):
+        if node.domain or not node.inputs:
             return None
-        params = _params(act, index)
+        if node.op_type == "Add":
+            readers = index.readers.get(node.outputs[0], [])
+            if (index.private(node.outputs[0]) and not readers[0].domain and readers[0].inputs[0] == node.outputs[0]
+                    and _params(readers[0], index) is not None):
+                return None  # the activation after it takes the Add too
+            conv, z = _residual(node, index)
+            return None if conv is None else fuse([conv, node], conv, z, node, None, [])
+        params = _params(node, index)
         if params is None:
             return None
-        attrs = {**conv.attributes, "activation": act.op_type}
+        conv = index.op(node.inputs[0], "Conv")
+        if conv is not None and index.private(conv.outputs[0]):
+            return fuse([conv, node], conv, None, node, node.op_type, params)
+        add = index.op(node.inputs[0], "Add")
+        if add is None or not index.private(add.outputs[0]):
+            return None
+        conv, z = _residual(add, index)
+        return None if conv is None else fuse([conv, add, node], conv, z, node, node.op_type, params)
+
+    def fuse(removed, conv, z, last, activation, params):
+        attrs = dict(conv.attributes)
+        if activation:
+            attrs["activation"] = activation
         if params:
             attrs["activation_params"] = params
+        inputs = list(conv.inputs) + [""] * (3 - len(conv.inputs)) + [z] if z else list(conv.inputs)
         import_domain(model, "com.microsoft")
-        fused = ir.Node("FusedConv", list(conv.inputs), list(act.outputs), attrs, domain="com.microsoft",
+        fused = ir.Node("FusedConv", inputs, list(last.outputs), attrs, domain="com.microsoft",
                         name=f"{conv.name}/fused")
-        return [conv, act], act, fused
+        return removed, last, fused
 
     return rewrite_each(model.graph, rewrite)
+
+
+def _residual(add: ir.Node, index: Index) -> tuple[ir.Node | None, str]:
+    """The private Conv feeding ``add`` and the other operand, when that has the Conv output's
+    (known) shape: FusedConv's ``Z`` does not broadcast."""
+    for mine, other in ((0, 1), (1, 0)):
+        conv = index.op(add.inputs[mine], "Conv")
+        if conv is None or not index.private(conv.outputs[0]):
+            continue
+        shape, z_shape = index.shape(conv.outputs[0]), index.shape(add.inputs[other])
+        dtype = index.dtype(conv.outputs[0])
+        if (shape is not None and None not in shape and shape == z_shape and dtype is not None
+                and index.dtype(add.inputs[other]) == dtype):
+            return conv, add.inputs[other]
+    return None, ""
 
 
 def _params(act: ir.Node, index: Index) -> list[float] | None:
