@@ -3,11 +3,11 @@
 Depthwise convolution (and max pooling, the same sliding window with max for multiply-add): numpy
 needs one pass per kernel tap (or an im2col copy nine times the input); the loop below reads each
 input channel once into a small, cache-resident, padded buffer, accumulates the taps as long
-contiguous multiply-adds, and writes the output once with bias and clamp applied. erf (and Gelu): its polynomial takes ~35 numpy passes; here one pass, the
-Horner steps on an L1-resident block. Sigmoid and Swish in float32: one pass with a vectorised exp
-(numpy needs four, each a trip through memory, and its exp alone costs more than the whole loop);
-HardSigmoid and HardSwish in one pass instead of five.
-Winograd F(2x2, 3x3): the tile transforms around its GEMMs.
+contiguous multiply-adds, and writes the output once with bias and clamp applied. erf (and Gelu):
+its polynomial takes ~35 numpy passes; here one pass, the Horner steps on an L1-resident block.
+Sigmoid, Swish and Softmax in float32: one pass with a vectorised exp (numpy needs four or five,
+each a trip through memory, and its exp alone costs more than the whole loop); HardSigmoid and
+HardSwish in one pass instead of five. Winograd F(2x2, 3x3): the tile transforms around its GEMMs.
 The module is imported on first use (numba's import costs about 0.3 s and ~60 MB, loading compiled
 code as much again) and compiled code is cached on disk by numba (``cache=True``).
 
@@ -117,8 +117,8 @@ def max_pool2d(x: np.ndarray, kernel: list[int], strides: list[int], dilations: 
                out_hw: list[int]) -> np.ndarray:
     """2-D max pooling of a float32 or float64 x (N, C, H, W) with ``begin`` padding and output size
     ``out_hw``; NaN propagates."""
-    shape = np.empty((1, *kernel), dtype=x.dtype)
-    return _windows(x, shape, shape[0, 0], strides, dilations, begin, out_hw, -np.inf, np.inf, True)
+    window = np.empty((1, *kernel), dtype=x.dtype)  # only its shape is read
+    return _windows(x, window, np.zeros(1, dtype=x.dtype), strides, dilations, begin, out_hw, -np.inf, np.inf, True)
 
 
 def _windows(x, w, bias, strides, dilations, begin, out_hw, lo, hi, maximum) -> np.ndarray:
@@ -160,8 +160,8 @@ def _erf(x, coefficients, radius, scale, pre, gelu, out):  # pragma: no cover - 
 
 def erf(x: np.ndarray, coefficients: np.ndarray, radius: float, gelu: bool) -> np.ndarray:
     """erf(x) = z P(2 z² / radius² - 1), z = x clipped to ±radius, P given by its power
-    ``coefficients`` highest first (1 + 4k of them); with ``gelu``, x (1 + erf(x / sqrt 2)) / 2 in the same pass.
-    x is float32 or float64, the dtype of ``coefficients``; NaN stays NaN."""
+    ``coefficients`` highest first (1 + 4k of them); with ``gelu``, x (1 + erf(x / sqrt 2)) / 2 in
+    the same pass. x is float32 or float64, the dtype of ``coefficients``; NaN stays NaN."""
     t = x.dtype.type
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
@@ -182,14 +182,25 @@ _EXP_POLY = np.array([1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.16657
                       1.6666665459e-1, 5.0000001201e-1], dtype=np.float32)
 
 
+@njit(inline="always")
+def _exp_parts(t):  # pragma: no cover - compiled
+    """exp(t), t in [_EXP_LO, _EXP_HI] (or NaN), as (mantissa, bits): the mantissa times the float32
+    whose bits are ``bits`` (2^n). Separate, so that loops store the bits in an int32 array and
+    multiply by its float32 view in a second pass: both passes vectorise."""
+    n = (t * _LOG2E + _ROUND) - _ROUND
+    r = t - n * _LN2_HI - n * _LN2_LO
+    p = ((((_EXP_POLY[0] * r + _EXP_POLY[1]) * r + _EXP_POLY[2]) * r + _EXP_POLY[3]) * r + _EXP_POLY[4]) * r
+    one = np.float32(1)
+    return ((p + _EXP_POLY[5]) * r + one) * r + one, (np.int32(n) + np.int32(127)) << np.int32(23)
+
+
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _sigmoid(x, alpha, times_x, out):  # pragma: no cover - compiled
     """out = sigmoid(alpha x), times x with ``times_x``, in float32, a block at a time."""
-    one, bias, shift = np.float32(1), np.int32(127), np.int32(23)
+    one = np.float32(1)
     power = np.empty(_BLOCK, dtype=np.int32)
     scale = power.view(np.float32)  # the same bits read as the float 2^n
     poly = np.empty(_BLOCK, dtype=np.float32)
-    c0, c1, c2, c3, c4, c5 = _EXP_POLY[0], _EXP_POLY[1], _EXP_POLY[2], _EXP_POLY[3], _EXP_POLY[4], _EXP_POLY[5]
     for start in range(0, x.size, _BLOCK):
         size = min(_BLOCK, x.size - start)
         xb, ob = x[start:start + size], out[start:start + size]
@@ -197,11 +208,7 @@ def _sigmoid(x, alpha, times_x, out):  # pragma: no cover - compiled
             t = -alpha * xb[i]
             t = _EXP_LO if t < _EXP_LO else t
             t = _EXP_HI if t > _EXP_HI else t
-            n = (t * _LOG2E + _ROUND) - _ROUND
-            r = t - n * _LN2_HI - n * _LN2_LO
-            p = ((((c0 * r + c1) * r + c2) * r + c3) * r + c4) * r + c5
-            poly[i] = (p * r + one) * r + one
-            power[i] = (np.int32(n) + bias) << shift
+            poly[i], power[i] = _exp_parts(t)
         if times_x:
             for i in range(size):
                 ob[i] = xb[i] / (one + poly[i] * scale[i])
@@ -250,11 +257,10 @@ def _row_sum(x):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _softmax(rows, empty_rows_zero, out):  # pragma: no cover - compiled
     """Softmax of each float32 row: max, exp(x - max) with the vectorised exp, sum, scale."""
-    one, bias, shift, zero = np.float32(1), np.int32(127), np.int32(23), np.float32(0)
+    one, zero = np.float32(1), np.float32(0)
     n = rows.shape[1]
     power = np.empty(n, dtype=np.int32)
     scale = power.view(np.float32)
-    c0, c1, c2, c3, c4, c5 = _EXP_POLY[0], _EXP_POLY[1], _EXP_POLY[2], _EXP_POLY[3], _EXP_POLY[4], _EXP_POLY[5]
     for r in range(rows.shape[0]):
         x, o = rows[r], out[r]
         peak = _row_max(x)  # a NaN in the row makes it NaN through exp below
@@ -263,12 +269,8 @@ def _softmax(rows, empty_rows_zero, out):  # pragma: no cover - compiled
         for i in range(n):
             t = x[i] - peak  # <= 0, or NaN
             below = t < _EXP_LO  # exp rounds to 0 (and -inf minus a finite max)
-            t = _EXP_LO if below else t
-            k = (t * _LOG2E + _ROUND) - _ROUND
-            f = t - k * _LN2_HI - k * _LN2_LO
-            p = ((((c0 * f + c1) * f + c2) * f + c3) * f + c4) * f + c5
-            o[i] = zero if below else (p * f + one) * f + one
-            power[i] = (np.int32(k) + bias) << shift
+            mantissa, power[i] = _exp_parts(_EXP_LO if below else t)
+            o[i] = zero if below else mantissa
         for i in range(n):
             o[i] *= scale[i]
         total = _row_sum(o)
@@ -287,6 +289,7 @@ def softmax_rows(rows: np.ndarray, empty_rows_zero: bool) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def _hard_sigmoid(x, alpha, beta, times_x, out):  # pragma: no cover - compiled
+    """out = max(0, min(1, alpha x + beta)), times x with ``times_x``."""
     zero, one = x.dtype.type(0), x.dtype.type(1)
     for i in range(x.size):
         v = x[i]
