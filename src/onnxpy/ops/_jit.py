@@ -128,6 +128,42 @@ def _windows(x, w, bias, strides, dilations, begin, out_hw, lo, hi, maximum) -> 
                      *(np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)), t(lo), t(hi), maximum, out)
 
 
+@njit(cache=True, nogil=True)
+def _im2col2d(x, k_h, k_w, strides, dilations, pads, r0, r1, cols):  # pragma: no cover - compiled
+    """cols[c, ky, kx, r, :] = row ``r0 + r`` of the zero-padded input of channel c seen by tap
+    (ky, kx), for output rows [r0, r1) of a 2-D convolution of x (C, H, W)."""
+    channels, height, width = x.shape
+    out_w = cols.shape[4]
+    s_h, s_w = strides[0], strides[1]
+    for c in range(channels):
+        for ky in range(k_h):
+            for kx in range(k_w):
+                shift = kx * dilations[1] - pads[1]  # input column of output column 0
+                lo = min(out_w, max(0, -(shift // s_w)))  # output columns inside the input
+                hi = max(lo, min(out_w, (width - 1 - shift) // s_w + 1))
+                for r in range(r1 - r0):
+                    dst = cols[c, ky, kx, r]
+                    iy = (r0 + r) * s_h + ky * dilations[0] - pads[0]
+                    if iy < 0 or iy >= height:
+                        dst[:] = 0
+                        continue
+                    dst[:lo] = 0
+                    dst[hi:] = 0
+                    src = x[c, iy]
+                    start, step = uint64(lo * s_w + shift), uint64(s_w)
+                    for j in range(uint64(hi - lo)):
+                        dst[uint64(lo) + j] = src[start + j * step]
+    return cols
+
+
+def im2col2d(x: np.ndarray, kernel: tuple[int, int], strides: list[int], dilations: list[int], begin: list[int],
+             r0: int, r1: int, cols: np.ndarray) -> np.ndarray:
+    """Fill ``cols`` (C, kH, kW, rows, out_w) with the patches of output rows [r0, r1) of the 2-D
+    convolution of x (C, H, W) padded by ``begin`` (the end padding needs no data)."""
+    return _im2col2d(x, kernel[0], kernel[1], *(np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)),
+                     r0, r1, cols)
+
+
 @njit(cache=True, nogil=True, fastmath={"contract"})
 def _erf(x, coefficients, radius, scale, pre, gelu, out):  # pragma: no cover - compiled
     one, half = x.dtype.type(1), x.dtype.type(0.5)

@@ -95,7 +95,11 @@ def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray
                 np.matmul(wg, xi[:, :, c0:c1], out=yi[:, :, c0:c1])
                 finish(i, c0, c1)
         return y
-    win = windows(pad_spatial(x, begin, end), k_shape, strides, dilations, out)
+    compiled = len(k_shape) == 2 and x.dtype in JIT_FLOATS
+    if compiled:
+        from onnxpy.ops import _jit
+    else:
+        win = windows(pad_spatial(x, begin, end), k_shape, strides, dilations, out)
     inner = length // out[0]
     budget = _COLS_BUDGET if group == 1 else _GROUPED_COLS_BUDGET
     rows = min(out[0], max(budget // (c * ksize * inner), -(-_MIN_GEMM_COLUMNS // inner)))
@@ -105,7 +109,10 @@ def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray
         yi = y[i].reshape(group, m // group, length)
         for r0 in range(0, out[0], rows):
             r1 = min(out[0], r0 + rows)
-            np.copyto(cols[row_axis + (slice(0, r1 - r0),)], win[i][row_axis + (slice(r0, r1),)])
+            if compiled:  # the patches gathered straight from the unpadded input
+                _jit.im2col2d(x[i], k_shape, strides, dilations, begin, r0, r1, cols)
+            else:
+                np.copyto(cols[row_axis + (slice(0, r1 - r0),)], win[i][row_axis + (slice(r0, r1),)])
             flat = cols.reshape(group, cg * ksize, rows * inner)[:, :, : (r1 - r0) * inner]
             np.matmul(wg, flat, out=yi[:, :, r0 * inner:r1 * inner])
             finish(i, r0 * inner, r1 * inner)
