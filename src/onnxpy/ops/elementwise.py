@@ -16,7 +16,8 @@ import ml_dtypes
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.ops._helpers import JIT_FLOATS, JIT_MIN_SIZE, erf, gelu as gelu_of, normalize_axis, sigmoid, swish as swish_of
+from onnxpy.ops._helpers import (JIT_FLOATS, JIT_MIN_SIZE, erf, gelu as gelu_of, normalize_axis, sigmoid,
+                                 swish as swish_of)
 from onnxpy.registry import kernel
 
 _KEYWORD = inspect.Parameter.KEYWORD_ONLY
