@@ -4,6 +4,8 @@ import pytest
 
 from onnx import helper
 
+import onnxpy
+
 from tests.ops._oracle import LEVELS, check, node_model, run_onnxpy, run_onnxruntime
 
 RNG = np.random.default_rng(0)
@@ -69,6 +71,15 @@ def test_fused_conv_residual_on_every_path(xs, ws, group, pads, activation):
     feeds = {"X": rand(*xs, scale=3), "W": rand(*ws), "B": rand(ws[0]), "Z": rand(*out, scale=3)}
     attrs = {"activation": activation} if activation else {}
     ort_check("FusedConv", feeds, ["Y"], group=group, pads=pads, rtol=1e-4, atol=1e-4, **attrs)
+
+
+def test_fused_conv_residual_of_another_shape_is_refused():
+    """Z must have the output's shape (as in onnxruntime): a per-channel Z is a typed error naming it."""
+    feeds = {"X": rand(1, 4, 6, 6), "W": rand(6, 4, 3, 3), "B": rand(6), "Z": rand(1, 6, 1, 1)}
+    model = node_model("FusedConv", feeds, ["Y"], opset=1, domain=MS, output_types={"Y": 1}, activation="Relu")
+    with pytest.raises(onnxpy.capi.onnxruntime_pybind11_state.RuntimeException,
+                       match=r"FusedConv.*sum input Z has shape \(1, 6, 1, 1\), expected the output's \(1, 6, 4, 4\)"):
+        run_onnxpy(model, feeds)
 
 
 @pytest.mark.parametrize("activation", ["Relu", "LeakyRelu", "Tanh", "Sigmoid"])
