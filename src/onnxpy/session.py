@@ -5,7 +5,6 @@ lives here.
 """
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
 import os
@@ -17,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from onnxpy import ir, loader, memory, passes
+from onnxpy import ir, loader, memory, parallel, passes
 from onnxpy.errors import InvalidArgument
 from onnxpy.executor import check_feeds, execute, profiled
 from onnxpy.plan import build, check_defined
@@ -163,6 +162,8 @@ class InferenceSession:
         self._run_plan = profiled(self._plan, self._profile) if self._options.enable_profiling else self._plan
         self._profile_start = time.perf_counter()
         self._profile_start_ns = time.time_ns()
+        threads = self._options.intra_op_num_threads
+        self._pool = parallel.Pool(threads if threads > 0 else parallel.usable_cpus())
 
     def get_inputs(self) -> list[NodeArg]:
         return [NodeArg.of(v) for v in self._interface.inputs]
@@ -205,8 +206,7 @@ class InferenceSession:
             raise InvalidArgument(f"input_feed must be a dict of input name to array, got {type(input_feed).__name__}")
         wanted = self._output_indices(output_names)
         values = check_feeds(self._plan, input_feed)
-        threads = self._options.intra_op_num_threads
-        with _blas_threads(threads), np.errstate(all="ignore"):  # inf/nan results are ONNX semantics
+        with _one_blas_thread(), parallel.using(self._pool), np.errstate(all="ignore"):  # inf/nan: ONNX semantics
             outputs = execute(self._run_plan, values)
         fed_ids = {id(a) for v in values for a in (v if isinstance(v, list) else [v])}
         return [_own(outputs[i], fed_ids | self._initializer_ids) for i in wanted]
@@ -306,14 +306,12 @@ _CONTROLLER = None
 _CONTROLLER_LOCK = threading.Lock()
 
 
-def _blas_threads(n: int):
-    """Bound BLAS threads to ``n`` for one run (0 keeps the library's default)."""
+def _one_blas_thread():
+    """Hold BLAS at one thread for a run: the session's pool does the parallel work (``parallel``)."""
     global _CONTROLLER
-    if n <= 0:
-        return contextlib.nullcontext()
     with _CONTROLLER_LOCK:
         if _CONTROLLER is None:
             from threadpoolctl import ThreadpoolController
 
             _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=n, user_api="blas")
+    return _CONTROLLER.limit(limits=1, user_api="blas")

@@ -19,14 +19,27 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, uint64
 
+from onnxpy import parallel
+
 _CHUNK = uint64(1024)
+# the time of one unit of work, in GEMM multiply-adds (measured), to size pieces for threads
+_WINDOW_COST = 6  # a sliding-window tap
+_TRANSCENDENTAL_COST = 40  # an element of erf, sigmoid or softmax
+_PASS_COST = 10  # an element of a few arithmetic operations
+
+
+def _in_chunks(size: int, cost: float, run) -> None:
+    """``run(lo, hi)`` over contiguous chunks of range(size), spread over the session's threads."""
+    chunks = parallel.split(size, parallel.pieces(cost * size, size))
+    parallel.for_each(lambda i: run(*chunks[i]), len(chunks))
 _BLOCK = 512
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _window2d(x, w, bias, strides, dilations, pads, lo, hi, maximum, out):  # pragma: no cover - compiled
+def _window2d(x, w, bias, strides, dilations, pads, lo, hi, maximum, first, stop, out):  # pragma: no cover
     """Depthwise convolution of x by w (M, kH, kW) plus bias, clamped to [lo, hi]; or, with
-    ``maximum``, max pooling over kH x kW windows (w then only gives the window's shape)."""
+    ``maximum``, max pooling over kH x kW windows (w then only gives the window's shape); for the
+    (batch, input channel) pairs [first, stop) in row-major order."""
     channels, height, width = x.shape[1:]
     m_out, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     k_h, k_w = w.shape[1], w.shape[2]
@@ -54,7 +67,7 @@ def _window2d(x, w, bias, strides, dilations, pads, lo, hi, maximum, out):  # pr
     for m in range(0 if maximum else m_out):
         for tap in range(taps):
             tap_weight[m, tap] = w[m, tap // k_w, tap % k_w]
-    for item in range(x.shape[0] * channels):  # (batch, channel) pairs
+    for item in range(first, stop):  # (batch, channel) pairs
         n, c = item // channels, item % channels
         src0 = uint64(item * height * width)
         for r in range(s_h):
@@ -124,8 +137,40 @@ def max_pool2d(x: np.ndarray, kernel: list[int], strides: list[int], dilations: 
 def _windows(x, w, bias, strides, dilations, begin, out_hw, lo, hi, maximum) -> np.ndarray:
     out = np.empty(x.shape[:1] + (x.shape[1] if maximum else w.shape[0],) + tuple(out_hw), dtype=x.dtype)
     t = x.dtype.type
-    return _window2d(np.ascontiguousarray(x), w, bias,
-                     *(np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)), t(lo), t(hi), maximum, out)
+    x = np.ascontiguousarray(x)
+    geometry = [np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)]
+    items = x.shape[0] * x.shape[1]
+    chunks = parallel.split(items, parallel.pieces(_WINDOW_COST * out.size * w.shape[1] * w.shape[2], items))
+    parallel.for_each(lambda i: _window2d(x, w, bias, *geometry, t(lo), t(hi), maximum, *chunks[i], out),
+                      len(chunks))
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _finish(y, bias, z, with_z, lo, hi, k0, k1, c0, c1):  # pragma: no cover - compiled
+    for k in range(k0, k1):
+        row, b = y[k], bias[k]
+        if with_z:
+            extra = z[k]
+            for j in range(uint64(c0), uint64(c1)):
+                row[j] += b + extra[j]
+        else:
+            for j in range(uint64(c0), uint64(c1)):
+                row[j] += b
+        for j in range(uint64(c0), uint64(c1)):
+            v = row[j]
+            v = lo if v < lo else v
+            row[j] = hi if v > hi else v
+
+
+def finish(y: np.ndarray, bias: np.ndarray, z: np.ndarray | None, clamp: tuple[float, float] | None,
+           rows: tuple[int, int], cols: tuple[int, int]) -> None:
+    """The block ``rows`` x ``cols`` of the contiguous (M, L) GEMM output y, in place: plus bias
+    (M,), plus z (of y's shape) when given, clamped to ``clamp`` when given (NaN stays NaN), in one
+    pass."""
+    lo, hi = (-np.inf, np.inf) if clamp is None else clamp
+    t = y.dtype.type
+    _finish(y, bias, y if z is None else z, z is not None, t(lo), t(hi), *rows, *cols)
 
 
 @njit(cache=True, nogil=True)
@@ -201,7 +246,8 @@ def erf(x: np.ndarray, coefficients: np.ndarray, radius: float, gelu: bool) -> n
     t = x.dtype.type
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
-    _erf(flat, coefficients, t(radius), t(2 / (radius * radius)), t(np.sqrt(0.5) if gelu else 1), gelu, out)
+    consts = (coefficients, t(radius), t(2 / (radius * radius)), t(np.sqrt(0.5) if gelu else 1), gelu)
+    _in_chunks(flat.size, _TRANSCENDENTAL_COST, lambda lo, hi: _erf(flat[lo:hi], *consts, out[lo:hi]))
     return out.reshape(x.shape)
 
 
@@ -257,7 +303,10 @@ def _sigmoid(x, alpha, times_x, out):  # pragma: no cover - compiled
 def sigmoid(x: np.ndarray, alpha: float, times_x: bool) -> np.ndarray:
     """``sigmoid(alpha x)``, or ``x sigmoid(alpha x)`` with ``times_x``, of a float32 array, in one pass."""
     flat = np.ascontiguousarray(x).reshape(-1)
-    return _sigmoid(flat, np.float32(alpha), times_x, np.empty_like(flat)).reshape(x.shape)
+    out = np.empty_like(flat)
+    a = np.float32(alpha)
+    _in_chunks(flat.size, _TRANSCENDENTAL_COST, lambda lo, hi: _sigmoid(flat[lo:hi], a, times_x, out[lo:hi]))
+    return out.reshape(x.shape)
 
 
 @njit(cache=True, nogil=True)
@@ -320,7 +369,10 @@ def softmax_rows(rows: np.ndarray, empty_rows_zero: bool) -> np.ndarray:
     """Softmax along the rows of a C-contiguous 2-D float32 array with at least one column, into a
     new one; a row with a NaN gives NaN, an entirely -inf row NaN too, or zeros with
     ``empty_rows_zero``."""
-    return _softmax(rows, empty_rows_zero, np.empty_like(rows))
+    out = np.empty_like(rows)
+    _in_chunks(rows.shape[0], _TRANSCENDENTAL_COST * rows.shape[1],
+               lambda lo, hi: _softmax(rows[lo:hi], empty_rows_zero, out[lo:hi]))
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -340,8 +392,10 @@ def hard_sigmoid(x: np.ndarray, alpha: float, beta: float, times_x: bool) -> np.
     """``max(0, min(1, alpha x + beta))``, times x with ``times_x`` (HardSwish), of a float32 or
     float64 array, in one pass."""
     flat = np.ascontiguousarray(x).reshape(-1)
-    t = x.dtype.type
-    return _hard_sigmoid(flat, t(alpha), t(beta), times_x, np.empty_like(flat)).reshape(x.shape)
+    out = np.empty_like(flat)
+    a, b = x.dtype.type(alpha), x.dtype.type(beta)
+    _in_chunks(flat.size, _PASS_COST, lambda lo, hi: _hard_sigmoid(flat[lo:hi], a, b, times_x, out[lo:hi]))
+    return out.reshape(x.shape)
 
 
 # Winograd F(2x2, 3x3): a 3x3 stride-1 convolution as 16 GEMMs over 4x4 input tiles (2x2 output
@@ -442,13 +496,18 @@ def winograd3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, begin: li
     lo, hi = (-np.inf, np.inf) if clamp is None else clamp
     b = np.zeros(m_out, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     y = np.empty((n, m_out) + tuple(out_hw), dtype=x.dtype)
+    x = np.ascontiguousarray(x)
     band = max(1, min(tiles_h, _WINOGRAD_BUDGET // (16 * c * tiles_w)))  # tile rows transformed at a time
-    v = np.empty((16, c, band * tiles_w), dtype=x.dtype)
-    for i in range(n):
-        xi = np.ascontiguousarray(x[i])
-        for first in range(0, tiles_h, band):
-            stop = min(tiles_h, first + band)
-            vb = v[:, :, :(stop - first) * tiles_w]
-            _winograd_input(xi, begin[0], begin[1], first, stop, tiles_w, vb)
-            _winograd_output(np.matmul(u, vb), b, t(lo), t(hi), first, tiles_w, y[i])
+    wanted = -(-parallel.pieces(16 * m_out * c * tiles_h * tiles_w, n * tiles_h) // n)  # per image
+    bands = [(i, lo_hi) for i in range(n) for lo_hi in parallel.split(tiles_h, max(wanted, -(-tiles_h // band)))]
+    band = max(stop - first for _, (first, stop) in bands)
+    scratch = parallel.Scratch(lambda: np.empty((16, c, band * tiles_w), dtype=x.dtype))
+
+    def transform(task: int) -> None:
+        i, (first, stop) = bands[task]
+        vb = scratch.get()[:, :, :(stop - first) * tiles_w]
+        _winograd_input(x[i], begin[0], begin[1], first, stop, tiles_w, vb)
+        _winograd_output(np.matmul(u, vb), b, t(lo), t(hi), first, tiles_w, y[i])
+
+    parallel.for_each(transform, len(bands))
     return y

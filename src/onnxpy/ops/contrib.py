@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 
+from onnxpy import parallel
 from onnxpy.ops._helpers import gelu as gelu_of, sigmoid, swish
 from onnxpy.ops.conv import conv, convolve
 from onnxpy.ops.quantize import dequantize, dynamic_quantize_linear, quantize
@@ -100,7 +101,7 @@ def fused_gemm(A, B, C=None, *, activation=None, activation_alpha=None, activati
     """Gemm followed by the fused activation."""
     a = A.T if transA else A
     b = B.T if transB else B
-    y = np.matmul(a, b) * A.dtype.type(alpha)
+    y = parallel.matmul(a, b) * A.dtype.type(alpha)
     if C is not None:
         y = y + C * A.dtype.type(beta)
     return _activate(y.astype(A.dtype, copy=False), activation, [activation_alpha, activation_beta, activation_gamma])
@@ -114,7 +115,7 @@ def fused_matmul(A, B, *, alpha=1.0, transA=0, transB=0, transBatchA=0, transBat
         if trans_batch and x.ndim > 2:
             x = np.moveaxis(x, 0, -2)
         return x.swapaxes(-1, -2) if trans and x.ndim > 1 else x
-    y = np.matmul(prepare(A, transA, transBatchA), prepare(B, transB, transBatchB))
+    y = parallel.matmul(prepare(A, transA, transBatchA), prepare(B, transB, transBatchB))
     return (y * A.dtype.type(alpha)).astype(A.dtype, copy=False)
 
 

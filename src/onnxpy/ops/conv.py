@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from onnxpy import parallel
 from onnxpy.ops._helpers import JIT_FLOATS, compute_dtype, pad_spatial, per_axis, window_geometry, windows
 from onnxpy.registry import kernel
 
@@ -71,51 +72,75 @@ def _epilogue(y: np.ndarray, b: np.ndarray | None, z: np.ndarray | None,
 def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | None,
                clamp: tuple[float, float] | None, group: int, strides: list[int], dilations: list[int],
                begin: list[int], end: list[int], out: list[int]) -> np.ndarray:
-    """im2col + GEMM a band of output columns at a time, each band finished (bias, z, clamp) while
-    it is still in cache."""
+    """im2col + GEMM a block of output channels by a band of output columns at a time, each block
+    finished (bias, z, clamp) while it is still in cache; the blocks are spread over the session's
+    threads, cut by columns while the bands stay wide, else (one group) by output channels."""
     n, c = x.shape[:2]
     m, cg = w.shape[:2]
     k_shape = w.shape[2:]
     ksize, length = math.prod(k_shape), math.prod(out)
     wg = w.reshape(group, m // group, cg * ksize)
-    bias = None if b is None else b.astype(x.dtype, copy=False).reshape(m, 1)
-    y = np.empty((n, m) + tuple(out), dtype=x.dtype)
-
-    def finish(i: int, c0: int, c1: int) -> None:
-        zi = None if z is None else z[i].reshape(m, length)[:, c0:c1]
-        _epilogue(y[i].reshape(m, length)[:, c0:c1], bias, zi, clamp)
-
-    if ksize == 1 and not any(begin) and not any(end):
-        xs = x[(...,) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, strides))]
-        step = max(_MIN_GEMM_COLUMNS, _EPILOGUE_BUDGET // m)
-        for i in range(n):
-            xi, yi = xs[i].reshape(group, cg, length), y[i].reshape(group, m // group, length)
-            for c0 in range(0, length, step):
-                c1 = min(length, c0 + step)
-                np.matmul(wg, xi[:, :, c0:c1], out=yi[:, :, c0:c1])
-                finish(i, c0, c1)
-        return y
-    compiled = len(k_shape) == 2 and x.dtype in JIT_FLOATS
+    compiled = x.dtype in JIT_FLOATS
     if compiled:
         from onnxpy.ops import _jit
-    else:
-        win = windows(pad_spatial(x, begin, end), k_shape, strides, dilations, out)
+    bias = np.zeros(m, x.dtype) if b is None and compiled else b
+    bias = None if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    y = np.empty((n, m) + tuple(out), dtype=x.dtype)
+    wanted = -(-parallel.pieces(n * m * cg * ksize * length, n * length * m) // n)  # per image
+    one_by_one = ksize == 1 and not any(begin) and not any(end)
     inner = length // out[0]
-    budget = _COLS_BUDGET if group == 1 else _GROUPED_COLS_BUDGET
-    rows = min(out[0], max(budget // (c * ksize * inner), -(-_MIN_GEMM_COLUMNS // inner)))
-    cols = np.empty((c,) + tuple(k_shape) + (rows,) + tuple(out[1:]), dtype=x.dtype)
+    if one_by_one:
+        natural, most = -(-length // max(_MIN_GEMM_COLUMNS, _EPILOGUE_BUDGET // m)), length // _MIN_GEMM_COLUMNS
+        unit = 1
+    else:
+        budget = _COLS_BUDGET if group == 1 else _GROUPED_COLS_BUDGET
+        rows = min(out[0], max(budget // (c * ksize * inner), -(-_MIN_GEMM_COLUMNS // inner)))
+        natural, most = -(-out[0] // rows), min(out[0], length // _MIN_GEMM_COLUMNS)
+        unit = inner  # bands are whole output rows
+    bands = parallel.split(length // unit, max(natural, min(wanted, most)))
+    # output channels split only for one group (a grouped GEMM's block (0, m) is all of each group's)
+    channel_blocks = parallel.split(m, max(1, min(-(-wanted // len(bands)), m // 32))) if group == 1 else [(0, m)]
+    tasks = [(i, ks, band) for i in range(n) for ks in channel_blocks for band in bands]
+
+    def finish(i: int, ks: tuple[int, int], c0: int, c1: int) -> None:
+        yi, zi = y[i].reshape(m, length), None if z is None else np.ascontiguousarray(z[i]).reshape(m, length)
+        if compiled:
+            _jit.finish(yi, bias, zi, clamp, ks, (c0, c1))
+        else:
+            _epilogue(yi[ks[0]:ks[1], c0:c1], None if bias is None else bias[ks[0]:ks[1], None],
+                      None if zi is None else zi[ks[0]:ks[1], c0:c1], clamp)
+
+    if one_by_one:
+        xs = x[(...,) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, strides))]
+
+        def gemm(task: int) -> None:
+            i, (k0, k1), (c0, c1) = tasks[task]
+            xi, yi = xs[i].reshape(group, cg, length), y[i].reshape(group, m // group, length)
+            np.matmul(wg[:, k0:k1], xi[:, :, c0:c1], out=yi[:, k0:k1, c0:c1])
+            finish(i, (k0, k1), c0, c1)
+
+        parallel.for_each(gemm, len(tasks))
+        return y
+    gathered = compiled and len(k_shape) == 2
+    if not gathered:
+        win = windows(pad_spatial(x, begin, end), k_shape, strides, dilations, out)
+    rows = max(r1 - r0 for r0, r1 in bands)
+    scratch = parallel.Scratch(lambda: np.empty((c,) + tuple(k_shape) + (rows,) + tuple(out[1:]), dtype=x.dtype))
     row_axis = (slice(None),) * (1 + len(k_shape))
-    for i in range(n):
+
+    def gemm(task: int) -> None:
+        i, (k0, k1), (r0, r1) = tasks[task]
+        cols = scratch.get()
+        if gathered:  # the patches gathered straight from the unpadded input
+            _jit.im2col2d(x[i], k_shape, strides, dilations, begin, r0, r1, cols)
+        else:
+            np.copyto(cols[row_axis + (slice(0, r1 - r0),)], win[i][row_axis + (slice(r0, r1),)])
+        flat = cols.reshape(group, cg * ksize, rows * inner)[:, :, : (r1 - r0) * inner]
         yi = y[i].reshape(group, m // group, length)
-        for r0 in range(0, out[0], rows):
-            r1 = min(out[0], r0 + rows)
-            if compiled:  # the patches gathered straight from the unpadded input
-                _jit.im2col2d(x[i], k_shape, strides, dilations, begin, r0, r1, cols)
-            else:
-                np.copyto(cols[row_axis + (slice(0, r1 - r0),)], win[i][row_axis + (slice(r0, r1),)])
-            flat = cols.reshape(group, cg * ksize, rows * inner)[:, :, : (r1 - r0) * inner]
-            np.matmul(wg, flat, out=yi[:, :, r0 * inner:r1 * inner])
-            finish(i, r0 * inner, r1 * inner)
+        np.matmul(wg[:, k0:k1], flat, out=yi[:, k0:k1, r0 * inner:r1 * inner])
+        finish(i, (k0, k1), r0 * inner, r1 * inner)
+
+    parallel.for_each(gemm, len(tasks))
     return y
 
 

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from onnxpy import parallel
 from onnxpy.ops._helpers import widen
 from onnxpy.registry import kernel
 
@@ -13,8 +14,8 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """numpy-semantics matmul; a stack of matrices times one matrix runs as one BLAS call."""
     if a.ndim > 2 and b.ndim == 2:
         rows = a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
-        return np.matmul(rows, b).reshape(*a.shape[:-1], b.shape[-1])
-    return np.matmul(a, b)
+        return parallel.matmul(rows, b).reshape(*a.shape[:-1], b.shape[-1])
+    return parallel.matmul(a, b)
 
 
 @kernel("MatMul", since=1)
@@ -34,7 +35,7 @@ def _gemm(A, B, C, alpha: float, beta: float, transA: int, transB: int, c_broadc
     b = widen(B).T if transB else widen(B)
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"Gemm inner dimensions differ: A' is {a.shape}, B' is {b.shape}")
-    y = np.matmul(a, b)
+    y = parallel.matmul(a, b)
     if alpha != 1.0:
         y *= y.dtype.type(alpha)
     if C is not None and beta != 0.0:

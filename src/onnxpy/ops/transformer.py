@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxpy import ir
+from onnxpy import ir, parallel
 from onnxpy.ops._helpers import softmax as softmax_of, swish
 from onnxpy.registry import kernel
 
@@ -20,7 +20,7 @@ def grouped_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     batch, heads, rows, inner = a.shape
     kv_heads = b.shape[1]
     stacked = a.reshape(batch, kv_heads, heads // kv_heads * rows, inner)
-    return np.matmul(stacked, b).reshape(batch, heads, rows, -1)
+    return parallel.matmul(stacked, b).reshape(batch, heads, rows, -1)
 
 
 def _split_heads(x: np.ndarray, num_heads: int | None) -> np.ndarray:

@@ -1,0 +1,204 @@
+"""Intra-op parallelism: each session's own worker threads, with BLAS held at one thread.
+
+OpenBLAS's own threads spin for about 0.1 s after every multi-threaded call, holding the second
+core that the next node's compiled loop or numpy pass would want, so a run neither scales nor
+stays fast between GEMMs. Instead, a session runs BLAS at one thread and splits the large kernels
+itself: GEMMs by column or batch blocks, convolutions by bands of output, compiled loops by
+chunks. Each helper thread sleeps on a queue between parallel regions, so nothing spins. numpy's
+BLAS calls, ufunc loops and the ``nogil`` compiled kernels all release the GIL, so the pieces run
+at the same time.
+
+A session's pool is installed for the calling thread only during ``run`` (``using``). Kernels call
+``for_each`` / ``matmul``, which fall back to the calling thread alone when no pool is installed,
+when the work is too small to repay waking a helper (``_MIN_WORK`` multiply-adds per piece), inside
+a piece (no nesting) or while another thread's run holds the pool.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+import queue
+import threading
+import weakref
+from typing import Callable, Iterator
+
+import numpy as np
+
+_MIN_WORK = 3 << 20  # GEMM multiply-adds (or as long other work) a piece needs to repay waking a thread
+_SPIN_US = 1000  # how long an idle helper (or a thread waiting for helpers) polls before it blocks
+_COLUMN_ALIGN = 64  # column blocks of a split GEMM start at multiples of this (whole cache lines)
+
+_local = threading.local()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - platforms without affinity masks
+        return os.cpu_count() or 1
+
+
+def _guarded(job: Callable[[], None]) -> BaseException | None:
+    try:
+        job()
+    except BaseException as exc:  # noqa: BLE001 - handed back to the thread that started the region
+        return exc
+    return None
+
+
+def _serve(jobs: queue.SimpleQueue, done: queue.SimpleQueue, posted: np.ndarray, finished: np.ndarray,
+           index: int, wait: Callable, rounds: int) -> None:
+    """A helper thread: run the jobs posted to it, spinning ``rounds`` polls for the next one before
+    it blocks on its queue."""
+    while True:
+        wait(posted, index, finished[index], rounds)
+        job = jobs.get()
+        if job is None:
+            return
+        done.put(_guarded(job))
+        finished[index] += 1
+
+
+def _stop(queues: list[queue.SimpleQueue]) -> None:
+    for q in queues:
+        q.put(None)
+
+
+class Pool:
+    """``threads - 1`` helper threads plus the thread that starts a parallel region."""
+
+    def __init__(self, threads: int):
+        self.threads = max(1, threads)
+        self._busy = threading.Lock()  # one parallel region at a time
+        self._jobs = [queue.SimpleQueue() for _ in range(self.threads - 1)]
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._posted = np.zeros(self.threads, dtype=np.int64)  # jobs posted to / finished by each helper
+        self._finished = np.zeros(self.threads, dtype=np.int64)
+        if self._jobs:
+            from onnxpy import _spin
+
+            self._wait = _spin.wait_change
+            self._rounds = round(_SPIN_US * _spin.rounds_per_microsecond())
+        for i, jobs in enumerate(self._jobs):
+            threading.Thread(target=_serve, args=(jobs, self._done, self._posted, self._finished, i, self._wait,
+                                                  self._rounds), name=f"onnxpy-intra-op-{i + 1}", daemon=True).start()
+        weakref.finalize(self, _stop, self._jobs)
+
+    def for_each(self, fn: Callable[[int], None], count: int) -> None:
+        """``fn(i)`` for every i in range(count), the pieces handed out one at a time to whichever
+        thread is free; returns when all are done and re-raises the first error."""
+        helpers = min(count, self.threads) - 1
+        if helpers <= 0 or not self._busy.acquire(blocking=False):
+            for i in range(count):
+                fn(i)
+            return
+        try:
+            counter = itertools.count()
+
+            def job() -> None:
+                while (i := next(counter)) < count:
+                    fn(i)
+
+            for i in range(helpers):
+                self._jobs[i].put(job)
+                self._posted[i] += 1
+            errors = [_guarded(job)]
+            for i in range(helpers):
+                self._wait(self._finished, i, self._posted[i] - 1, self._rounds)
+                errors.append(self._done.get())
+        finally:
+            self._busy.release()
+        for error in errors:
+            if error is not None:
+                raise error
+
+
+@contextlib.contextmanager
+def using(pool: Pool | None) -> Iterator[None]:
+    """Install ``pool`` for the calling thread's kernels for the duration of the block."""
+    previous = getattr(_local, "pool", None)
+    _local.pool = pool
+    try:
+        yield
+    finally:
+        _local.pool = previous
+
+
+def threads() -> int:
+    """Threads the calling thread's kernels may use now."""
+    pool = getattr(_local, "pool", None)
+    return 1 if pool is None else pool.threads
+
+
+def pieces(work: float, most: int) -> int:
+    """How many pieces to cut ``work`` multiply-adds into: at most ``most``, each worth a thread."""
+    return max(1, min(most, threads(), int(work // _MIN_WORK)))
+
+
+def for_each(fn: Callable[[int], None], count: int) -> None:
+    """``fn(i)`` for i in range(count) on the calling thread's pool (or on the thread alone)."""
+    pool = getattr(_local, "pool", None)
+    if pool is None or count <= 1:
+        for i in range(count):
+            fn(i)
+    else:
+        pool.for_each(fn, count)
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.matmul(a, b, out=out)`` for operands of rank >= 2, split over the pool's threads: by
+    leading (batch) index when there are enough, else by column blocks of b, else by row blocks
+    of a. Each piece is one single-threaded BLAS call writing its block of ``out`` in place."""
+    if a.ndim < 2 or b.ndim < 2 or threads() == 1:
+        return np.matmul(a, b, out=out)
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    lead = batch[0] if batch else 1
+    count = pieces(math.prod(batch) * m * k * n, lead if lead >= threads() else max(n // _COLUMN_ALIGN, m // 8))
+    if count == 1:
+        return np.matmul(a, b, out=out)
+    if out is None:
+        out = np.empty(batch + (m, n), dtype=np.result_type(a, b))
+    if lead >= count:
+        a = a.reshape((1,) * (out.ndim - a.ndim) + a.shape)
+        b = b.reshape((1,) * (out.ndim - b.ndim) + b.shape)
+
+        def piece(i: int) -> None:
+            rows = slice(lead * i // count, lead * (i + 1) // count)
+            np.matmul(a[rows] if a.shape[0] > 1 else a, b[rows] if b.shape[0] > 1 else b, out=out[rows])
+    elif n >= count * _COLUMN_ALIGN:
+        edges = [n * i // count // _COLUMN_ALIGN * _COLUMN_ALIGN for i in range(count)] + [n]
+
+        def piece(i: int) -> None:
+            cols = slice(edges[i], edges[i + 1])
+            np.matmul(a, b[..., cols], out=out[..., cols])
+    else:
+        def piece(i: int) -> None:
+            rows = slice(m * i // count, m * (i + 1) // count)
+            np.matmul(a[..., rows, :], b, out=out[..., rows, :])
+    for_each(piece, count)
+    return out
+
+
+def split(total: int, count: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` ranges cutting range(total) into ``count`` near-equal non-empty parts."""
+    count = max(1, min(count, total))
+    return [(total * i // count, total * (i + 1) // count) for i in range(count)]
+
+
+class Scratch:
+    """A work buffer per thread for the pieces of one parallel region (made on a thread's first use)."""
+
+    def __init__(self, make: Callable[[], np.ndarray]):
+        self._make = make
+        self._buffers: dict[int, np.ndarray] = {}
+
+    def get(self) -> np.ndarray:
+        key = threading.get_ident()
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = self._make()
+        return buffer

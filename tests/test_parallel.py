@@ -1,0 +1,208 @@
+"""Intra-op parallelism: the pool itself, and every kernel that splits its work, against numpy and
+onnxruntime with the work threshold lowered so that small tensors are split too."""
+import threading
+import time
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+import onnxpy
+from onnxpy import parallel
+from tests.ops._oracle import node_model, run_onnxruntime
+
+RNG = np.random.default_rng(7)
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Every kernel that can split its work does so, even for a few multiply-adds."""
+    monkeypatch.setattr(parallel, "_MIN_WORK", 1)
+
+
+def test_for_each_runs_each_piece_once_on_several_threads():
+    pool = parallel.Pool(3)
+    seen, names = [], set()
+
+    def piece(i):
+        time.sleep(0.002)  # long enough that the helpers take pieces too
+        seen.append(i)
+        names.add(threading.current_thread().name)
+
+    pool.for_each(piece, 12)
+    assert sorted(seen) == list(range(12))
+    assert len(names) == 3
+
+
+def test_for_each_reraises_the_error_and_the_pool_still_works():
+    pool = parallel.Pool(2)
+
+    def piece(i):
+        time.sleep(0.001)
+        if i == 3:
+            raise ValueError("piece 3")
+
+    with pytest.raises(ValueError, match="piece 3"):
+        pool.for_each(piece, 6)
+    done = []
+    pool.for_each(done.append, 5)
+    assert sorted(done) == list(range(5))
+
+
+def test_nested_and_concurrent_regions_run_on_the_calling_thread():
+    pool = parallel.Pool(2)
+    results = []
+
+    def outer(i):
+        inner = []
+        pool.for_each(inner.append, 4)  # the pool is busy: runs here, in order
+        results.append((i, inner))
+
+    threads = [threading.Thread(target=pool.for_each, args=(outer, 3)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert sorted(i for i, _ in results) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert all(inner == [0, 1, 2, 3] for _, inner in results)
+
+
+def test_kernels_outside_a_run_use_one_thread():
+    assert parallel.threads() == 1
+    with parallel.using(parallel.Pool(2)):
+        assert parallel.threads() == 2
+    assert parallel.threads() == 1
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [
+    ((12, 40, 24), (12, 24, 16)),  # by batch
+    ((2, 12, 40, 24), (24, 200)),  # broadcast matrix, by columns
+    ((1, 40, 24), (6, 24, 16)),  # broadcast batch of a
+    ((40, 24), (24, 200)),  # by columns
+    ((64, 24), (24, 20)),  # narrow: by rows
+    ((24,), (24, 200)),  # 1-D operands are left to numpy
+])
+def test_parallel_matmul_matches_numpy(split_everything, a_shape, b_shape):
+    a = RNG.standard_normal(a_shape).astype(np.float32)
+    b = RNG.standard_normal(b_shape).astype(np.float32)
+    with parallel.using(parallel.Pool(2)):
+        got = parallel.matmul(a, b)
+        out = np.empty_like(got)
+        into = parallel.matmul(a, b, out=out)
+    np.testing.assert_allclose(got, np.matmul(a, b), rtol=1e-5, atol=1e-5)
+    assert into is out
+    np.testing.assert_array_equal(out, got)
+
+
+def _session(model: onnx.ModelProto, threads: int = 2) -> onnxpy.InferenceSession:
+    options = onnxpy.SessionOptions()
+    options.intra_op_num_threads = threads
+    return onnxpy.InferenceSession(model.SerializeToString(), options)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((2, 16, 20, 20), (32, 16, 1, 1), {}),  # 1x1: column bands and channel blocks
+    ((1, 16, 5, 5), (96, 16, 1, 1), {}),  # 1x1 with few columns: channel blocks only
+    ((2, 8, 21, 19), (24, 8, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),  # im2col row bands
+    ((1, 32, 6, 6), (64, 32, 3, 3), {"pads": [1, 0, 1, 0]}),  # im2col, channel blocks
+    ((1, 12, 30, 30), (12, 4, 3, 3), {"group": 3, "pads": [1, 1, 1, 1]}),  # grouped
+    ((2, 24, 30, 30), (24, 1, 3, 3), {"group": 24, "pads": [1, 1, 1, 1]}),  # depthwise, by channel
+    ((2, 16, 40, 40), (8, 16, 3, 3), {"pads": [1, 1, 1, 1]}),  # Winograd, by tile-row bands
+    ((1, 6, 900), (10, 6, 5), {"pads": [2, 2]}),  # 1-D
+    ((1, 4, 12, 12, 12), (6, 4, 3, 3, 3), {"pads": [1, 1, 1, 1, 1, 1]}),  # 3-D: numpy windows
+])
+def test_split_convolutions_match_onnxruntime(split_everything, x_shape, w_shape, attrs):
+    feeds = {"X": RNG.standard_normal(x_shape).astype(np.float32)}
+    inits = {"W": RNG.standard_normal(w_shape).astype(np.float32),
+             "B": RNG.standard_normal(w_shape[0]).astype(np.float32)}
+    model = node_model("Conv", feeds, ["Y"], opset=17, initializers=inits, output_types={"Y": 1}, **attrs)
+    expected = run_onnxruntime(model, feeds)[0]
+    np.testing.assert_allclose(_session(model).run(None, feeds)[0], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, group", [
+    ((2, 16, 12, 12), (32, 16, 1, 1), 1),
+    ((1, 8, 40, 40), (8, 8, 3, 3), 1),
+    ((2, 16, 12, 12), (16, 1, 3, 3), 16),
+])
+def test_split_fused_conv_with_residual_and_clip(split_everything, x_shape, w_shape, group):
+    x = RNG.standard_normal(x_shape).astype(np.float32)
+    w = RNG.standard_normal(w_shape).astype(np.float32)
+    b = RNG.standard_normal(w_shape[0]).astype(np.float32)
+    z = RNG.standard_normal((x_shape[0], w_shape[0], *x_shape[2:])).astype(np.float32)
+    feeds = {"X": x, "Z": z}
+    nodes = [helper.make_node("FusedConv", ["X", "W", "B", "Z"], ["Y"], domain="com.microsoft", group=group,
+                              pads=[w_shape[2] // 2] * 4, activation="Clip", activation_params=[-1.0, 2.0])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, 1, v.shape) for n, v in feeds.items()],
+                              [helper.make_tensor_value_info("Y", 1, None)],
+                              initializer=[onnx.numpy_helper.from_array(w, "W"), onnx.numpy_helper.from_array(b, "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    expected = run_onnxruntime(model, feeds)[0]
+    np.testing.assert_allclose(_session(model).run(None, feeds)[0], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_split_max_pool_matches_onnxruntime(split_everything):
+    feeds = {"X": RNG.standard_normal((2, 10, 17, 17)).astype(np.float32)}
+    model = node_model("MaxPool", feeds, ["Y"], opset=17, output_types={"Y": 1}, kernel_shape=[3, 3],
+                       strides=[2, 2], pads=[1, 1, 1, 1])
+    np.testing.assert_array_equal(_session(model).run(None, feeds)[0], run_onnxruntime(model, feeds)[0])
+
+
+@pytest.mark.parametrize("op, feeds, attrs", [
+    ("MatMul", {"A": (2, 6, 40, 24), "B": (2, 6, 24, 30)}, {}),
+    ("MatMul", {"A": (3, 40, 24), "B": (24, 300)}, {}),
+    ("Gemm", {"A": (24, 40), "B": (300, 24), "C": (300,)}, {"transA": 1, "transB": 1, "alpha": 0.5}),
+])
+def test_split_matrix_products_match_onnxruntime(split_everything, op, feeds, attrs):
+    feeds = {k: RNG.standard_normal(s).astype(np.float32) for k, s in feeds.items()}
+    model = node_model(op, feeds, ["Y"], opset=17, output_types={"Y": 1}, **attrs)
+    expected = run_onnxruntime(model, feeds)[0]
+    np.testing.assert_allclose(_session(model).run(None, feeds)[0], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_one_session_run_from_many_threads(split_everything):
+    feeds = {"X": RNG.standard_normal((2, 16, 20, 20)).astype(np.float32)}
+    inits = {"W": RNG.standard_normal((32, 16, 3, 3)).astype(np.float32)}
+    model = node_model("Conv", feeds, ["Y"], opset=17, initializers=inits, output_types={"Y": 1}, pads=[1, 1, 1, 1])
+    expected = run_onnxruntime(model, feeds)[0]
+    session = _session(model)
+    inputs = [{"X": feeds["X"] * (i + 1)} for i in range(6)]
+    results = [None] * 6
+
+    def run(i):
+        for _ in range(5):
+            results[i] = session.run(None, inputs[i])[0]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for i, got in enumerate(results):
+        np.testing.assert_allclose(got, expected * (i + 1), rtol=1e-4, atol=1e-3 * (i + 1))
+
+
+def test_session_threads_default_to_the_usable_cpus():
+    feeds = {"X": np.ones((2, 2), np.float32)}
+    model = node_model("Relu", feeds, ["Y"], opset=17, output_types={"Y": 1})
+    assert onnxpy.InferenceSession(model.SerializeToString())._pool.threads == parallel.usable_cpus()
+    assert _session(model, threads=3)._pool.threads == 3
+
+
+@pytest.mark.parametrize("op, domain, attrs", [
+    ("Sigmoid", "", {}),
+    ("HardSigmoid", "", {"alpha": 0.3, "beta": 0.4}),
+    ("HardSwish", "", {}),
+    ("Erf", "", {}),
+    ("Gelu", "com.microsoft", {}),
+    ("QuickGelu", "com.microsoft", {"alpha": 1.5}),
+    ("Softmax", "", {"axis": -1}),
+])
+def test_split_compiled_element_wise_ops_match_onnxruntime(split_everything, op, domain, attrs):
+    feeds = {"X": (RNG.standard_normal((3, 70, 130)) * 4).astype(np.float32)}
+    model = node_model(op, feeds, ["Y"], opset=1 if domain else 17, domain=domain, output_types={"Y": 1}, **attrs)
+    expected = run_onnxruntime(model, feeds)[0]
+    np.testing.assert_allclose(_session(model).run(None, feeds)[0], expected, rtol=1e-5, atol=1e-6)
