@@ -133,9 +133,10 @@ def threads() -> int:
     return 1 if pool is None else pool.threads
 
 
-def pieces(work: float, most: int) -> int:
-    """How many pieces to cut ``work`` multiply-adds into: at most ``most``, each worth a thread."""
-    return max(1, min(most, threads(), int(work // _MIN_WORK)))
+def pieces(work: float, most: int, available: int | None = None) -> int:
+    """How many pieces to cut ``work`` multiply-adds into: at most ``most``, each worth a thread,
+    for ``available`` threads (the calling thread's, by default)."""
+    return max(1, min(most, threads() if available is None else available, int(work // _MIN_WORK)))
 
 
 def for_each(fn: Callable[[int], None], count: int) -> None:

@@ -11,6 +11,7 @@ The window geometry, shared with the pooling ops, lives in ``_helpers``.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import Sequence
@@ -69,12 +70,34 @@ def _epilogue(y: np.ndarray, b: np.ndarray | None, z: np.ndarray | None,
     return y
 
 
+@functools.lru_cache(maxsize=1024)
+def _gemm_tasks(n: int, c: int, m: int, ksize: int, group: int, out: tuple[int, ...], one_by_one: bool,
+                threads: int) -> tuple[list[tuple[int, tuple[int, int], tuple[int, int]]], int, int]:
+    """How a GEMM convolution is cut: tasks ``(image, output channels [k0, k1), band [lo, hi))``,
+    the band in output columns (1x1) or output rows, plus the most rows of a band and the columns
+    per output row. Cut by columns while the bands stay wide, else (one group) by output channels."""
+    length = math.prod(out)
+    wanted = -(-parallel.pieces(n * m * c // group * ksize * length, n * length * m, threads) // n)  # per image
+    inner = length // out[0]
+    if one_by_one:
+        natural, most, unit = -(-length // max(_MIN_GEMM_COLUMNS, _EPILOGUE_BUDGET // m)), length // _MIN_GEMM_COLUMNS, 1
+    else:
+        budget = _COLS_BUDGET if group == 1 else _GROUPED_COLS_BUDGET
+        rows = min(out[0], max(budget // (c * ksize * inner), -(-_MIN_GEMM_COLUMNS // inner)))
+        natural, most, unit = -(-out[0] // rows), min(out[0], length // _MIN_GEMM_COLUMNS), inner
+    bands = parallel.split(length // unit, max(natural, min(wanted, most)))
+    # output channels split only for one group (a grouped GEMM's block (0, m) is all of each group's)
+    channel_blocks = parallel.split(m, max(1, min(-(-wanted // len(bands)), m // 32))) if group == 1 else [(0, m)]
+    tasks = [(i, ks, band) for i in range(n) for ks in channel_blocks for band in bands]
+    return tasks, max(hi - lo for lo, hi in bands), inner
+
+
 def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | None,
                clamp: tuple[float, float] | None, group: int, strides: list[int], dilations: list[int],
                begin: list[int], end: list[int], out: list[int]) -> np.ndarray:
     """im2col + GEMM a block of output channels by a band of output columns at a time, each block
     finished (bias, z, clamp) while it is still in cache; the blocks are spread over the session's
-    threads, cut by columns while the bands stay wide, else (one group) by output channels."""
+    threads (``_gemm_tasks``)."""
     n, c = x.shape[:2]
     m, cg = w.shape[:2]
     k_shape = w.shape[2:]
@@ -86,21 +109,8 @@ def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray
     bias = np.zeros(m, x.dtype) if b is None and compiled else b
     bias = None if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     y = np.empty((n, m) + tuple(out), dtype=x.dtype)
-    wanted = -(-parallel.pieces(n * m * cg * ksize * length, n * length * m) // n)  # per image
     one_by_one = ksize == 1 and not any(begin) and not any(end)
-    inner = length // out[0]
-    if one_by_one:
-        natural, most = -(-length // max(_MIN_GEMM_COLUMNS, _EPILOGUE_BUDGET // m)), length // _MIN_GEMM_COLUMNS
-        unit = 1
-    else:
-        budget = _COLS_BUDGET if group == 1 else _GROUPED_COLS_BUDGET
-        rows = min(out[0], max(budget // (c * ksize * inner), -(-_MIN_GEMM_COLUMNS // inner)))
-        natural, most = -(-out[0] // rows), min(out[0], length // _MIN_GEMM_COLUMNS)
-        unit = inner  # bands are whole output rows
-    bands = parallel.split(length // unit, max(natural, min(wanted, most)))
-    # output channels split only for one group (a grouped GEMM's block (0, m) is all of each group's)
-    channel_blocks = parallel.split(m, max(1, min(-(-wanted // len(bands)), m // 32))) if group == 1 else [(0, m)]
-    tasks = [(i, ks, band) for i in range(n) for ks in channel_blocks for band in bands]
+    tasks, rows, inner = _gemm_tasks(n, c, m, ksize, group, tuple(out), one_by_one, parallel.threads())
 
     def finish(i: int, ks: tuple[int, int], c0: int, c1: int) -> None:
         yi, zi = y[i].reshape(m, length), None if z is None else np.ascontiguousarray(z[i]).reshape(m, length)
@@ -124,7 +134,6 @@ def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray
     gathered = compiled and len(k_shape) == 2
     if not gathered:
         win = windows(pad_spatial(x, begin, end), k_shape, strides, dilations, out)
-    rows = max(r1 - r0 for r0, r1 in bands)
     scratch = parallel.Scratch(lambda: np.empty((c,) + tuple(k_shape) + (rows,) + tuple(out[1:]), dtype=x.dtype))
     row_axis = (slice(None),) * (1 + len(k_shape))
 
@@ -180,6 +189,22 @@ def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
                     pads=pads, strides=strides)
 
 
+def _ints(values: Sequence[int] | None) -> tuple[int, ...] | None:
+    return None if values is None else tuple(values)
+
+
+@functools.lru_cache(maxsize=1024)
+def _geometry(in_shape: tuple[int, ...], k_shape: tuple[int, ...], strides: tuple[int, ...] | None,
+              dilations: tuple[int, ...] | None, pads: tuple[int, ...] | None,
+              auto_pad: str) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+    """strides, dilations, output spatial shape, begin and end padding of a convolution (computed
+    once per geometry: the lists are shared, and read only)."""
+    n = len(in_shape)
+    strides = per_axis(strides, n, 1, "strides")
+    dilations = per_axis(dilations, n, 1, "dilations")
+    return (strides, dilations, *window_geometry(in_shape, k_shape, strides, dilations, pads, auto_pad))
+
+
 def convolve(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
              strides=None, clamp: tuple[float, float] | None = None, z: np.ndarray | None = None) -> np.ndarray:
     """Conv, plus ``z`` (a residual of the output's shape) and then clamped to ``clamp = (lo, hi)``
@@ -187,10 +212,8 @@ def convolve(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel
     if x.ndim < 3 or w.ndim != x.ndim:
         raise ValueError(f"Conv expects X and W of the same rank >= 3, got {x.shape} and {w.shape}")
     _check_kernel_shape(kernel_shape, w)
-    n = x.ndim - 2
-    strides = per_axis(strides, n, 1, "strides")
-    dilations = per_axis(dilations, n, 1, "dilations")
-    out, begin, end = window_geometry(x.shape[2:], w.shape[2:], strides, dilations, pads, auto_pad)
+    strides, dilations, out, begin, end = _geometry(x.shape[2:], w.shape[2:], _ints(strides), _ints(dilations),
+                                                    _ints(pads), auto_pad)
     if z is not None and z.shape != (x.shape[0], w.shape[0], *out):
         raise ValueError(f"the sum input Z has shape {z.shape}, expected the output's {(x.shape[0], w.shape[0], *out)}")
     ct = compute_dtype(x.dtype)
