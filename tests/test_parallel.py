@@ -215,3 +215,15 @@ def test_split_compiled_element_wise_ops_match_onnxruntime(split_everything, op,
     split = _session(model).run(None, feeds)[0]
     np.testing.assert_array_equal(split, _session(model, threads=1).run(None, feeds)[0])  # element by element
     np.testing.assert_allclose(split, run_onnxruntime(model, feeds)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_split_layer_normalization_matches_onnxruntime(split_everything):
+    feeds = {"X": RNG.standard_normal((3, 70, 130)).astype(np.float32)}
+    inits = {"S": RNG.standard_normal(130).astype(np.float32), "B": RNG.standard_normal(130).astype(np.float32)}
+    model = node_model("LayerNormalization", feeds, ["Y", "M", "I"], opset=17, initializers=inits,
+                       output_types={"Y": 1, "M": 1, "I": 1})
+    split = _session(model).run(None, feeds)
+    for got, alone in zip(split, _session(model, threads=1).run(None, feeds)):
+        np.testing.assert_array_equal(got, alone)  # row by row
+    for got, expected in zip(split, run_onnxruntime(model, feeds)):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

@@ -111,8 +111,10 @@ def test_fused_matmul(flags):
     ort_check("FusedMatMul", feeds, ["Y"], alpha=0.7, transA=ta, transB=tb, transBatchA=tba, transBatchB=tbb)
 
 
-def test_layer_norms():
-    x, skip, gamma, beta, bias = rand(2, 3, 8), rand(2, 3, 8), rand(8), rand(8), rand(8)
+@pytest.mark.parametrize("shape", [(2, 3, 8), (2, 40, 96)])  # numpy, and the compiled kernel's size
+def test_layer_norms(shape):
+    x, skip = rand(*shape), rand(*shape)
+    gamma, beta, bias = rand(shape[-1]), rand(shape[-1]), rand(shape[-1])
     ort_check("SkipLayerNormalization", {"input": x, "skip": skip, "gamma": gamma, "beta": beta, "bias": bias},
               ["Y", "", "", "sum"], epsilon=1e-5)
     ort_check("SkipLayerNormalization", {"input": x, "skip": skip, "gamma": gamma}, ["Y"])
@@ -425,10 +427,11 @@ def test_dynamic_quantize_lstm(direction, per_column):
     ("LayerNormalization", ["X", "Scale", "B"], ["Y", "Mean", "InvStdDev"]),
     ("SimplifiedLayerNormalization", ["X", "scale"], ["Y", "inv_std_var"])])
 @pytest.mark.parametrize("axis", [-1, 1])
-def test_onnx_domain_contrib_norms(op, inputs, outputs, axis):
+@pytest.mark.parametrize("shape", [(2, 3, 4), (4, 24, 96)])  # numpy, and the compiled kernel's size
+def test_onnx_domain_contrib_norms(op, inputs, outputs, axis, shape):
     # onnxruntime registers these two in the ai.onnx domain at version 1 (served below opset 17);
     # onnxpy serves them from com.microsoft: run the same node under both domains
-    x = rand(2, 3, 4)
+    x = rand(*shape)
     norm_shape = x.shape[axis % 3:]
     feeds = dict(zip(inputs, [x, rand(*norm_shape), rand(*norm_shape)]))
     types = dict.fromkeys(outputs, 1)

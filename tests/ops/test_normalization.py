@@ -107,8 +107,9 @@ def test_batch_norm_is_test(opset, attrs):
 
 @pytest.mark.parametrize("axis", [-1, 1, 0, -2])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_layer_norm_onnxruntime(axis, with_bias):
-    x = rand(2, 3, 4)
+@pytest.mark.parametrize("shape", [(2, 3, 4), (4, 24, 96)])  # numpy, and the compiled kernel's size
+def test_layer_norm_onnxruntime(axis, with_bias, shape):
+    x = rand(*shape)
     first = axis % 3
     feeds = {"x": x, "s": rand(*x.shape[first:])}
     if with_bias:
@@ -116,6 +117,28 @@ def test_layer_norm_onnxruntime(axis, with_bias):
     model = node_model("LayerNormalization", feeds, ["y", "mean", "inv"], opset=17, axis=axis, epsilon=1e-3,
                        output_types={"y": FLOAT, "mean": FLOAT, "inv": FLOAT})
     check(model, feeds, oracle="onnxruntime", rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layer_norm_of_hard_rows(dtype):
+    """Rows that are constant, offset far from zero (the variance must not cancel), with a NaN,
+    or with an infinity, through the compiled kernel, against float64 arithmetic."""
+    x = rand(8, 512).astype(dtype)
+    x[0] = 3.0
+    x[1] = 100 + x[1] * 0.1
+    x[2, 7] = np.nan
+    x[3, 9] = np.inf
+    s, b = rand(512).astype(dtype), rand(512).astype(dtype)
+    x64 = x.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        mean = x64.mean(axis=1, keepdims=True)
+        inv = 1 / np.sqrt(((x64 - mean) ** 2).mean(axis=1, keepdims=True) + 1e-5)
+        y = (x64 - mean) * inv * s + b
+    stash = {np.float32: 1, np.float64: 11}[dtype]
+    model = node_model("LayerNormalization", {"x": x, "s": s, "b": b}, ["y", "mean", "inv"], opset=17,
+                       stash_type=stash)
+    check(model, {"x": x, "s": s, "b": b}, expected=[y.astype(dtype), mean.astype(dtype), inv.astype(dtype)],
+          rtol=1e-4, atol=1e-4)
 
 
 def test_layer_norm_float16_stashes_float():

@@ -194,6 +194,25 @@ def _sigmoid_times(x: np.ndarray, alpha: float, times_x: bool) -> np.ndarray:
     return np.reciprocal(y, out=y).astype(x.dtype, copy=False)
 
 
+def layer_norm_rows(x: np.ndarray, first: int, scale: np.ndarray, bias: np.ndarray | None, epsilon: float,
+                    simplified: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Layer (RMS with ``simplified``) normalization of a float32/float64 ``x`` over its axes from
+    ``first`` on, times scale plus bias, compiled (``_jit.layer_norm``): ``(y, mean, inv_std)``
+    with the statistics as (rows, 1, ...) in x's dtype; None where that kernel does not apply (small
+    or other float types, or a scale or bias that is not one value per normalized element)."""
+    trailing = x.shape[first:]
+    cols = math.prod(trailing)
+    if (x.dtype not in JIT_FLOATS or x.size < JIT_MIN_SIZE or not cols or any(
+            p is not None and (p.size != cols or np.broadcast_shapes(p.shape, trailing) != trailing)
+            for p in (scale, bias))):
+        return None
+    from onnxpy.ops import _jit
+
+    y, mean, inv = _jit.layer_norm(x.reshape(-1, cols), scale, bias, epsilon, simplified)
+    stats = x.shape[:first] + (1,) * len(trailing)
+    return y.reshape(x.shape), mean.reshape(stats), inv.reshape(stats)
+
+
 def per_axis(values: Sequence[int] | None, n: int, default: int, name: str) -> list[int]:
     """An ints attribute with one value per spatial axis (``default`` on each when absent)."""
     if values is None:

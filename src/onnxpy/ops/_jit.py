@@ -7,7 +7,9 @@ contiguous multiply-adds, and writes the output once with bias and clamp applied
 its polynomial takes ~35 numpy passes; here one pass, the Horner steps on an L1-resident block.
 Sigmoid, Swish and Softmax in float32: one pass with a vectorised exp (numpy needs four or five,
 each a trip through memory, and its exp alone costs more than the whole loop); HardSigmoid and
-HardSwish in one pass instead of five. Winograd F(2x2, 3x3): the tile transforms around its GEMMs.
+HardSwish in one pass instead of five. LayerNormalization: a row's statistics and its normalized,
+scaled and shifted values in three passes over the row while it is in L1 (numpy makes six over
+the whole tensor). Winograd F(2x2, 3x3): the tile transforms around its GEMMs.
 The module is imported on first use (numba's import costs about 0.3 s and ~60 MB, loading compiled
 code as much again) and compiled code is cached on disk by numba (``cache=True``).
 
@@ -396,6 +398,50 @@ def hard_sigmoid(x: np.ndarray, alpha: float, beta: float, times_x: bool) -> np.
     a, b = x.dtype.type(alpha), x.dtype.type(beta)
     _in_chunks(flat.size, _PASS_COST, lambda lo, hi: _hard_sigmoid(flat[lo:hi], a, b, times_x, out[lo:hi]))
     return out.reshape(x.shape)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _row_stats(row, simplified):  # pragma: no cover - compiled
+    """(mean, mean of squared deviations) of a row, in its dtype, summed in vector lanes; the
+    mean is 0 if simplified."""
+    total = row.dtype.type(0)
+    if not simplified:
+        for j in range(uint64(row.size)):
+            total += row[j]
+    count = row.dtype.type(row.size)
+    mean = total / count
+    square = row.dtype.type(0)
+    for j in range(uint64(row.size)):
+        d = row[j] - mean
+        square += d * d
+    return mean, square / count
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _layer_norm(x, scale, bias, epsilon, simplified, out, means, inv_stds):  # pragma: no cover - compiled
+    one = x.dtype.type(1)
+    for r in range(x.shape[0]):
+        row, dst = x[r], out[r]
+        mean, var = _row_stats(row, simplified)
+        inv = one / np.sqrt(var + epsilon)
+        means[r], inv_stds[r] = mean, inv
+        for j in range(uint64(row.size)):
+            dst[j] = (row[j] - mean) * inv * scale[j] + bias[j]
+
+
+def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None, epsilon: float,
+               simplified: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Layer normalization (RMS normalization with ``simplified``) of the rows of a 2-D float32 or
+    float64 array, times ``scale`` plus ``bias`` (one value per column): ``(y, mean, inv_std)``,
+    the statistics per row in the array's dtype."""
+    rows = np.ascontiguousarray(x)
+    out = np.empty_like(rows)
+    means, inv_stds = np.empty(rows.shape[0], rows.dtype), np.empty(rows.shape[0], rows.dtype)
+    s = np.ascontiguousarray(scale, dtype=rows.dtype).reshape(-1)
+    b = np.zeros_like(s) if bias is None else np.ascontiguousarray(bias, dtype=rows.dtype).reshape(-1)
+    _in_chunks(rows.shape[0], _PASS_COST * rows.shape[1], lambda lo, hi: _layer_norm(
+        rows[lo:hi], s, b, rows.dtype.type(epsilon), simplified, out[lo:hi], means[lo:hi], inv_stds[lo:hi]))
+    return out, means, inv_stds
 
 
 # Winograd F(2x2, 3x3): a 3x3 stride-1 convolution as 16 GEMMs over 4x4 input tiles (2x2 output

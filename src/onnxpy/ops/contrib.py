@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 from onnxpy import parallel
-from onnxpy.ops._helpers import gelu as gelu_of, sigmoid, swish
+from onnxpy.ops._helpers import gelu as gelu_of, layer_norm_rows, sigmoid, swish
 from onnxpy.ops.conv import conv, convolve
 from onnxpy.ops.quantize import dequantize, dynamic_quantize_linear, quantize
 from onnxpy.ops.rnn import lstm
@@ -125,6 +125,10 @@ def _layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None, *, ax
     float64: ``(y, mean, inv_std_dev)``, the statistics keeping reduced axes."""
     axes = tuple(range(axis % x.ndim, x.ndim))
     w = _work(x)
+    compiled = layer_norm_rows(w, axis % x.ndim, scale, bias, epsilon, simplified)
+    if compiled is not None:
+        y, mean, inv_std = compiled
+        return y.astype(x.dtype, copy=False), mean.astype(np.float32), inv_std.astype(np.float32)
     mean = np.zeros((), w.dtype) if simplified else w.mean(axis=axes, keepdims=True)
     centered = w - mean
     inv_std = 1 / np.sqrt(np.mean(centered * centered, axis=axes, keepdims=True) + w.dtype.type(epsilon))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.ops._helpers import compute_dtype, normalize_axes, normalize_axis
+from onnxpy.ops._helpers import compute_dtype, layer_norm_rows, normalize_axes, normalize_axis
 from onnxpy.registry import kernel
 
 
@@ -108,6 +108,10 @@ def layer_normalization(x, scale, b=None, *, axis=-1, epsilon=1e-5, stash_type=1
     in the stash_type (https://onnx.ai/onnx/operators/onnx__LayerNormalization.html)."""
     st = _stash(stash_type)
     first = normalize_axis(axis, x.ndim)
+    compiled = layer_norm_rows(x, first, scale, b, epsilon, simplified=False) if x.dtype == st else None
+    if compiled is not None:
+        y, mean, inv = compiled
+        return y, mean.astype(st), inv.astype(st)
     y, mean, inv = _standardize(x.astype(st, copy=False), tuple(range(first, x.ndim)), epsilon)
     y *= scale.astype(st, copy=False)
     if b is not None:
