@@ -68,20 +68,25 @@ def _stop(queues: list[queue.SimpleQueue]) -> None:
 
 
 class Pool:
-    """``threads - 1`` helper threads plus the thread that starts a parallel region."""
+    """``threads - 1`` helper threads plus the thread that starts a parallel region. The helpers
+    start with the first region that needs them, so that a session that never splits work (or
+    only runs at one thread) costs neither threads nor the compiled spin loop's import."""
 
     def __init__(self, threads: int):
         self.threads = max(1, threads)
         self._busy = threading.Lock()  # one parallel region at a time
-        self._jobs = [queue.SimpleQueue() for _ in range(self.threads - 1)]
+        self._jobs: list[queue.SimpleQueue] = []
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._posted = np.zeros(self.threads, dtype=np.int64)  # jobs posted to / finished by each helper
         self._finished = np.zeros(self.threads, dtype=np.int64)
-        if self._jobs:
-            from onnxpy import _spin
 
-            self._wait = _spin.wait_change
-            self._rounds = round(_SPIN_US * _spin.rounds_per_microsecond())
+    def _start(self) -> None:
+        """Start the helpers (called holding ``_busy``)."""
+        from onnxpy import _spin
+
+        self._wait = _spin.wait_change
+        self._rounds = round(_SPIN_US * _spin.rounds_per_microsecond())
+        self._jobs = [queue.SimpleQueue() for _ in range(self.threads - 1)]
         for i, jobs in enumerate(self._jobs):
             threading.Thread(target=_serve, args=(jobs, self._done, self._posted, self._finished, i, self._wait,
                                                   self._rounds), name=f"onnxpy-intra-op-{i + 1}", daemon=True).start()
@@ -96,6 +101,8 @@ class Pool:
                 fn(i)
             return
         try:
+            if not self._jobs:
+                self._start()
             counter = itertools.count()
 
             def job() -> None:

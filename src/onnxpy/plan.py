@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Sequence
 
+import numpy as np
+
 from onnxpy import ir
 from onnxpy.errors import InvalidGraph, NotImplemented
 from onnxpy.registry import KernelContext, Registry
@@ -107,6 +109,8 @@ def _build(graph: ir.Graph, opsets: dict[str, int], registry: Registry, fed: Seq
         return slot_of[name]
 
     for name, value in graph.initializers.items():
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)  # shared by every run: kernels may cache what they derive from it
         template[slot(name)] = value
     input_slots = tuple(slot(v.name) for v in inputs)
     types = _known_types(graph)

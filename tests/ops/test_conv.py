@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import torchvision
 from onnx import TensorProto
 
+import onnxpy
 from onnxpy.ops import conv as conv_module
 from onnxpy.ops._helpers import window_geometry
 from tests.ops._oracle import check, node_model, run_onnxpy
@@ -111,6 +112,28 @@ def test_conv_winograd(xs, ws, pads, dtype):
     tol = {np.float32: 1e-4, np.float64: 1e-10, np.float16: 1e-2}[dtype]
     check(model, {"x": x, "w": w, "b": b}, expected=[torch_conv(x, w, b, [1, 1], [1, 1], pads, 1)],
           rtol=tol, atol=tol)
+
+
+def test_winograd_weights_cached_only_for_read_only_arrays():
+    from onnxpy.ops import _jit
+
+    w = rand(4, 8, 3, 3)
+    first = _jit._winograd_weights(w)
+    w *= 2  # a writeable array may change between calls: transformed again
+    np.testing.assert_allclose(_jit._winograd_weights(w), 2 * first, rtol=1e-6)
+    w.setflags(write=False)
+    assert _jit._winograd_weights(w) is _jit._winograd_weights(w)
+
+
+def test_conv_winograd_with_initializer_weights_across_runs():
+    """A session's weights are read-only, so their transform is made once and reused."""
+    w, b = rand(6, 8, 3, 3), rand(6)
+    x0 = rand(1, 8, 20, 22)
+    model = node_model("Conv", {"x": x0}, ["y"], opset=22, initializers={"w": w, "b": b}, pads=[1, 1, 1, 1])
+    session = onnxpy.InferenceSession(model.SerializeToString())
+    for x in (x0, rand(1, 8, 20, 22), x0 * 3):
+        np.testing.assert_allclose(session.run(None, {"x": x})[0], torch_conv(x, w, b, [1, 1], [1, 1], [1] * 4, 1),
+                                   rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID", "NOTSET"])

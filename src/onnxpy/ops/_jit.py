@@ -18,6 +18,8 @@ stops LLVM from vectorising the inner loops.
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from numba import njit, uint64
 
@@ -529,6 +531,22 @@ def _winograd_output(m, bias, lo, hi, tile_row0, tiles_w, y):  # pragma: no cove
     return y
 
 
+_TRANSFORMED: dict[int, tuple[weakref.ref, np.ndarray]] = {}  # id(w) -> (w, its transform), read-only w
+
+
+def _winograd_weights(w: np.ndarray) -> np.ndarray:
+    """The (16, M, C) transformed weights G g G^T of w (M, C, 3, 3), computed once per read-only
+    array (a session's initializers) and on every call for a writeable one."""
+    key, hit = id(w), _TRANSFORMED.get(id(w))
+    if hit is not None and hit[0]() is w:
+        return hit[1]
+    kron = np.kron(_WINOGRAD_G, _WINOGRAD_G).astype(w.dtype)  # (16, 9): vec(G g G^T) = kron vec(g)
+    u = np.ascontiguousarray((w.reshape(-1, 9) @ kron.T).T.reshape(16, *w.shape[:2]))
+    if not w.flags.writeable:
+        _TRANSFORMED[key] = (weakref.ref(w, lambda _, key=key: _TRANSFORMED.pop(key, None)), u)
+    return u
+
+
 def winograd3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, begin: list[int], out_hw: list[int],
                 clamp: tuple[float, float] | None) -> np.ndarray:
     """3x3 stride-1 convolution of x (N, C, H, W) by w (M, C, 3, 3) with ``begin`` padding and
@@ -536,8 +554,7 @@ def winograd3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, begin: li
     n, c = x.shape[:2]
     m_out = w.shape[0]
     tiles_h, tiles_w = -(-out_hw[0] // 2), -(-out_hw[1] // 2)
-    kron = np.kron(_WINOGRAD_G, _WINOGRAD_G).astype(x.dtype)  # (16, 9): vec(G g G^T) = kron vec(g)
-    u = np.ascontiguousarray((w.reshape(m_out * c, 9) @ kron.T).T.reshape(16, m_out, c))
+    u = _winograd_weights(w)
     t = x.dtype.type
     lo, hi = (-np.inf, np.inf) if clamp is None else clamp
     b = np.zeros(m_out, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
