@@ -227,3 +227,20 @@ def test_split_layer_normalization_matches_onnxruntime(split_everything):
         np.testing.assert_array_equal(got, alone)  # row by row
     for got, expected in zip(split, run_onnxruntime(model, feeds)):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op, ufunc", [("Add", np.add), ("Sub", np.subtract), ("Mul", np.multiply)])
+@pytest.mark.parametrize("a_shape, b_shape, dtype", [
+    ((1, 50, 64), (64,), np.float32),  # a bias: split along the second axis
+    ((6, 1, 40), (6, 30, 1), np.float32),  # both broadcast
+    ((1, 1, 90), (1, 1, 1), np.int64),  # only the last axis is long enough
+    ((40, 33), (40, 33), np.float16),
+])
+def test_split_arithmetic_matches_numpy(split_everything, op, ufunc, a_shape, b_shape, dtype):
+    feeds = {"A": (RNG.standard_normal(a_shape) * 100).astype(dtype),
+             "B": (RNG.standard_normal(b_shape) * 100).astype(dtype)}
+    model = node_model(op, feeds, ["Y"], opset=17, output_types={"Y": {np.float32: 1, np.int64: 7, np.float16: 10}[dtype]})
+    got = _session(model).run(None, feeds)[0]
+    expected = ufunc(feeds["A"], feeds["B"])
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)

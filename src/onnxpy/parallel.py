@@ -210,3 +210,23 @@ class Scratch:
         if buffer is None:
             buffer = self._buffers[key] = self._make()
         return buffer
+
+
+_PASS_COST = 10  # GEMM multiply-adds as long as one element of a numpy arithmetic pass (measured)
+
+
+def binary(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``ufunc(a, b)`` with numpy broadcasting, split over the pool's threads by blocks of the
+    output's first axis long enough to cut (ufunc loops release the GIL)."""
+    if threads() == 1 or max(a.size, b.size) * _PASS_COST < 2 * _MIN_WORK:
+        return ufunc(a, b)
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    count = pieces(_PASS_COST * math.prod(shape), max(shape))
+    axis = next((i for i, d in enumerate(shape) if d >= count), 0)
+    if count == 1:
+        return ufunc(a, b)
+    out = np.empty(shape, np.result_type(a, b))
+    a, b = np.broadcast_to(a, shape), np.broadcast_to(b, shape)
+    blocks = [(slice(None),) * axis + (slice(lo, hi),) for lo, hi in split(shape[axis], count)]
+    for_each(lambda i: ufunc(a[blocks[i]], b[blocks[i]], out=out[blocks[i]]), len(blocks))
+    return out

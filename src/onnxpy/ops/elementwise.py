@@ -15,7 +15,7 @@ from typing import Any, Callable
 import ml_dtypes
 import numpy as np
 
-from onnxpy import ir
+from onnxpy import ir, parallel
 from onnxpy.ops._helpers import (JIT_FLOATS, JIT_MIN_SIZE, erf, gelu as gelu_of, normalize_axis, sigmoid,
                                  swish as swish_of)
 from onnxpy.registry import kernel
@@ -184,7 +184,19 @@ _UNARY_SINCE_1 = {  # opset 1 has `consumed_inputs`, opset 6 drops it
     "Abs": np.abs, "Ceil": np.ceil, "Exp": np.exp, "Floor": np.floor, "Log": np.log, "Neg": np.negative,
     "Reciprocal": np.reciprocal, "Relu": _relu, "Sigmoid": sigmoid, "Sqrt": np.sqrt, "Tanh": np.tanh,
 }
-_ARITHMETIC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _div}  # legacy forms at 1 and 6
+def _add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return parallel.binary(np.add, a, b)
+
+
+def _subtract(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return parallel.binary(np.subtract, a, b)
+
+
+def _multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return parallel.binary(np.multiply, a, b)
+
+
+_ARITHMETIC = {"Add": _add, "Sub": _subtract, "Mul": _multiply, "Div": _div}  # legacy forms at 1 and 6
 _LOGICAL = {  # legacy form at 1
     "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor, "Equal": np.equal,
     "Greater": np.greater, "Less": np.less, "Pow": _pow,
