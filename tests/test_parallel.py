@@ -244,3 +244,22 @@ def test_split_arithmetic_matches_numpy(split_everything, op, ufunc, a_shape, b_
     expected = ufunc(feeds["A"], feeds["B"])
     assert got.dtype == expected.dtype
     np.testing.assert_array_equal(got, expected)
+
+
+def test_a_forked_child_starts_its_own_helpers(split_everything):
+    """A child made by fork has none of its parent's threads: its first parallel region starts new
+    helpers instead of waiting forever for the parent's."""
+    import multiprocessing
+
+    feeds = {"X": RNG.standard_normal((2, 16, 20, 20)).astype(np.float32)}
+    inits = {"W": RNG.standard_normal((32, 16, 3, 3)).astype(np.float32)}
+    model = node_model("Conv", feeds, ["Y"], opset=17, initializers=inits, output_types={"Y": 1}, pads=[1, 1, 1, 1])
+    session = _session(model)
+    expected = session.run(None, feeds)[0]  # the parent's helpers are running now
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=lambda: results.put(session.run(None, feeds)[0]))  # forked: not pickled
+    child.start()
+    got = results.get(timeout=60)
+    child.join(timeout=60)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)

@@ -81,11 +81,15 @@ class Pool:
         self._finished = np.zeros(self.threads, dtype=np.int64)
 
     def _start(self) -> None:
-        """Start the helpers (called holding ``_busy``)."""
+        """Start the helpers (called holding ``_busy``); again in a forked child, which has none."""
         from onnxpy import _spin
 
         self._wait = _spin.wait_change
         self._rounds = round(_SPIN_US * _spin.rounds_per_microsecond())
+        self._pid = os.getpid()
+        self._posted[:] = 0
+        self._finished[:] = 0
+        self._done = queue.SimpleQueue()
         self._jobs = [queue.SimpleQueue() for _ in range(self.threads - 1)]
         for i, jobs in enumerate(self._jobs):
             threading.Thread(target=_serve, args=(jobs, self._done, self._posted, self._finished, i, self._wait,
@@ -101,7 +105,7 @@ class Pool:
                 fn(i)
             return
         try:
-            if not self._jobs:
+            if not self._jobs or self._pid != os.getpid():
                 self._start()
             counter = itertools.count()
 
