@@ -317,3 +317,57 @@ def test_conv_residual_add_fuses_as_z(order, activation):
 def test_conv_add_of_a_broadcast_tensor_stays():
     # FusedConv's Z must have the output's shape: a per-channel tensor is left to Add
     _check(_conv_residual_model("conv first", "Relu", z_shape=(3, 1, 1)), fuse_conv_activation, [_x(1, 3, 5, 5)])
+
+
+def _attention_model(q_shape, k_shape, v_shape, bias_shape=None, axis=-1, probs_read_twice=False):
+    """y = MatMul(Softmax(MatMul(x, k) [+ b]), v), the shape of attention's core."""
+    inits = [_const("k", _x(*k_shape)), _const("v", _x(*v_shape))]
+    nodes = [helper.make_node("MatMul", ["x", "k"], ["s"])]
+    scores = "s"
+    if bias_shape is not None:
+        inits.append(_const("b", _x(*bias_shape)))
+        nodes.append(helper.make_node("Add", ["b", "s"], ["sb"]))
+        scores = "sb"
+    nodes.append(helper.make_node("Softmax", [scores], ["p"], axis=axis))
+    if probs_read_twice:
+        nodes += [helper.make_node("MatMul", ["p", "v"], ["o"]), helper.make_node("Mul", ["p", "p"], ["pp"]),
+                  helper.make_node("MatMul", ["pp", "v"], ["o2"]), helper.make_node("Add", ["o", "o2"], ["y"])]
+    else:
+        nodes.append(helper.make_node("MatMul", ["p", "v"], ["y"]))
+    return _model(nodes, list(q_shape), None, inits)
+
+
+@pytest.mark.parametrize("q_shape, k_shape, v_shape, bias_shape", [
+    ((2, 3, 20, 8), (2, 3, 8, 30), (2, 3, 30, 5), None),
+    ((2, 3, 20, 8), (1, 3, 8, 30), (3, 30, 5), (20, 30)),  # broadcast batch, a 2-D bias
+    ((40, 8), (8, 50), (50, 6), (1, 3, 40, 50)),  # the bias adds batch axes
+])
+@pytest.mark.parametrize("blocked", [False, True])
+def test_attention_core_fuses(monkeypatch, q_shape, k_shape, v_shape, bias_shape, blocked):
+    from onnxpy.ops import transformer
+    from onnxpy.passes.fuse_attention import fuse_attention
+
+    if blocked:  # the scores a few query rows at a time, as for long sequences
+        monkeypatch.setattr(transformer, "_SCORES_IN_CACHE", 0)
+        monkeypatch.setattr(transformer, "_SCORES_BLOCK", 64)
+    proto, x = _attention_model(q_shape, k_shape, v_shape, bias_shape), _x(*q_shape)
+    ops, model = _check(proto, fuse_attention, [x, x * 4], removed=3 if bias_shape else 2)
+    assert ops == ["AttentionCore"]
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(_run(model, x)[0], session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("change", [{"probs_read_twice": True}, {"axis": 2}])
+def test_attention_core_stays_when_probs_are_shared_or_not_over_the_last_axis(change):
+    from onnxpy.passes.fuse_attention import fuse_attention
+
+    _check(_attention_model((2, 3, 4, 6), (2, 3, 6, 4), (2, 3, 4, 5), **change), fuse_attention, [_x(2, 3, 4, 6)])
+
+
+def test_attention_core_names_shapes_that_do_not_chain(monkeypatch):
+    from onnxpy.ops import transformer
+
+    monkeypatch.setattr(transformer, "_SCORES_IN_CACHE", 0)
+    q, k, v = _x(2, 5, 4), _x(2, 4, 6), _x(2, 7, 3)
+    with pytest.raises(ValueError, match="do not chain"):
+        transformer.attention_core(q, k, v)

@@ -263,3 +263,20 @@ def test_a_forked_child_starts_its_own_helpers(split_everything):
     got = results.get(timeout=60)
     child.join(timeout=60)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_split_attention_blocks_match_onnxruntime(split_everything, monkeypatch):
+    from onnxpy.ops import transformer
+
+    monkeypatch.setattr(transformer, "_SCORES_IN_CACHE", 0)
+    monkeypatch.setattr(transformer, "_SCORES_BLOCK", 100)
+    feeds = {n: RNG.standard_normal(s).astype(np.float32)
+             for n, s in (("Q", (2, 3, 33, 8)), ("K", (2, 3, 8, 40)), ("V", (2, 3, 40, 6)), ("B", (33, 40)))}
+    nodes = [helper.make_node("MatMul", ["Q", "K"], ["S"]), helper.make_node("Add", ["S", "B"], ["SB"]),
+             helper.make_node("Softmax", ["SB"], ["P"], axis=-1), helper.make_node("MatMul", ["P", "V"], ["Y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, 1, v.shape) for n, v in feeds.items()],
+                              [helper.make_tensor_value_info("Y", 1, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    np.testing.assert_allclose(_session(model).run(None, feeds)[0], run_onnxruntime(model, feeds)[0],
+                               rtol=1e-5, atol=1e-5)

@@ -13,6 +13,7 @@ from onnxpy.passes.constant_folding import fold_constants
 from onnxpy.passes.cse import eliminate_common_subexpressions
 from onnxpy.passes.dead_code import eliminate_dead_code
 from onnxpy.passes.fuse_activation import fuse_conv_activation
+from onnxpy.passes.fuse_attention import fuse_attention
 from onnxpy.passes.fuse_conv_bn import fuse_conv_batchnorm
 from onnxpy.passes.fuse_gelu import fuse_gelu
 from onnxpy.passes.fuse_layernorm import fuse_layer_normalization
@@ -36,7 +37,7 @@ BY_LEVEL: dict[int, tuple[Pass, ...]] = {
     ORT_ENABLE_BASIC: (eliminate_identities, fold_constants, fold_shape_subgraphs, eliminate_common_subexpressions,
                        cancel_transposes_reshapes, eliminate_dead_code),
     ORT_ENABLE_EXTENDED: (fuse_conv_batchnorm, fuse_matmul_add, fuse_layer_normalization, fuse_gelu, fuse_swish,
-                          fuse_conv_activation),
+                          fuse_conv_activation, fuse_attention),
     ORT_ENABLE_LAYOUT: (),
     ORT_ENABLE_ALL: (),
 }
