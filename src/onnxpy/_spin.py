@@ -1,16 +1,19 @@
-"""Spin-waiting without the GIL, so that the pool's threads answer in a microsecond, not fifty.
+"""Spin-waiting without the GIL, so that the pool's threads take up work within about 20 us.
 
 A thread that blocks on a lock sleeps in the kernel, and on a virtual machine its CPU halts: waking
 it takes 40-170 us, as long as a small convolution. Between parallel regions of one run the pool's
 helpers (and the thread that waits for them) instead poll a counter for a while in compiled code,
-with the GIL released, and block only when nothing comes. The loads are atomic (acquire) so the
+with the GIL released, and block only when nothing comes. (What remains of the 20 us is taking
+the GIL from the thread that posted the work.) The loads are atomic (acquire) so the
 compiler cannot hoist them out of the loop, with x86's ``pause`` between them. Imported only by a pool
 with helper threads (numba's import is not free).
 """
 from __future__ import annotations
 
 import platform
+import time
 
+import numpy as np
 from llvmlite import ir as llvm_ir
 from numba import njit
 from numba.core import cgutils, types
@@ -47,10 +50,6 @@ def wait_change(counters, index, old, rounds):  # pragma: no cover - compiled
 
 def rounds_per_microsecond() -> float:
     """Polls per microsecond on this CPU (``pause`` takes 10-140 cycles depending on the model)."""
-    import time
-
-    import numpy as np
-
     probe = np.zeros(1, dtype=np.int64)
     wait_change(probe, 0, 0, 1)  # compiled or loaded before timing
     start = time.perf_counter()

@@ -4,9 +4,11 @@ OpenBLAS's own threads spin for about 0.1 s after every multi-threaded call, hol
 core that the next node's compiled loop or numpy pass would want, so a run neither scales nor
 stays fast between GEMMs. Instead, a session runs BLAS at one thread and splits the large kernels
 itself: GEMMs by column or batch blocks, convolutions by bands of output, compiled loops by
-chunks. Each helper thread sleeps on a queue between parallel regions, so nothing spins. numpy's
-BLAS calls, ufunc loops and the ``nogil`` compiled kernels all release the GIL, so the pieces run
-at the same time.
+chunks. numpy's BLAS calls, ufunc loops and the ``nogil`` compiled kernels all release the GIL, so
+the pieces run at the same time. Between regions a helper polls for about a millisecond without
+the GIL (``_spin``: the regions of one run follow each other closely, and waking a sleeping
+thread costs 40-170 us here), then sleeps on its queue; the thread that waits for the helpers
+polls the same way.
 
 A session's pool is installed for the calling thread only during ``run`` (``using``). Kernels call
 ``for_each`` / ``matmul``, which fall back to the calling thread alone when no pool is installed,
@@ -28,7 +30,7 @@ import numpy as np
 
 _MIN_WORK = 3 << 20  # GEMM multiply-adds (or as long other work) a piece needs to repay waking a thread
 _SPIN_US = 1000  # how long an idle helper (or a thread waiting for helpers) polls before it blocks
-_COLUMN_ALIGN = 64  # column blocks of a split GEMM start at multiples of this (whole cache lines)
+_COLUMN_ALIGN = 64  # column blocks of a split GEMM start at multiples of this many columns
 
 _local = threading.local()
 
