@@ -319,8 +319,9 @@ def test_conv_add_of_a_broadcast_tensor_stays():
     _check(_conv_residual_model("conv first", "Relu", z_shape=(3, 1, 1)), fuse_conv_activation, [_x(1, 3, 5, 5)])
 
 
-def _attention_model(q_shape, k_shape, v_shape, bias_shape=None, axis=-1, probs_read_twice=False):
-    """y = MatMul(Softmax(MatMul(x, k) [+ b]), v), the shape of attention's core."""
+def _attention_model(q_shape, k_shape, v_shape, bias_shape=None, axis=-1, probs_read_twice=False, opset=17):
+    """y = MatMul(Softmax(MatMul(x, k) [+ b]), v), the shape of attention's core (``axis`` None:
+    Softmax's default)."""
     inits = [_const("k", _x(*k_shape)), _const("v", _x(*v_shape))]
     nodes = [helper.make_node("MatMul", ["x", "k"], ["s"])]
     scores = "s"
@@ -328,13 +329,13 @@ def _attention_model(q_shape, k_shape, v_shape, bias_shape=None, axis=-1, probs_
         inits.append(_const("b", _x(*bias_shape)))
         nodes.append(helper.make_node("Add", ["b", "s"], ["sb"]))
         scores = "sb"
-    nodes.append(helper.make_node("Softmax", [scores], ["p"], axis=axis))
+    nodes.append(helper.make_node("Softmax", [scores], ["p"], **({} if axis is None else {"axis": axis})))
     if probs_read_twice:
         nodes += [helper.make_node("MatMul", ["p", "v"], ["o"]), helper.make_node("Mul", ["p", "p"], ["pp"]),
                   helper.make_node("MatMul", ["pp", "v"], ["o2"]), helper.make_node("Add", ["o", "o2"], ["y"])]
     else:
         nodes.append(helper.make_node("MatMul", ["p", "v"], ["y"]))
-    return _model(nodes, list(q_shape), None, inits)
+    return _model(nodes, list(q_shape), None, inits, opset=opset)
 
 
 @pytest.mark.parametrize("q_shape, k_shape, v_shape, bias_shape", [
@@ -357,11 +358,23 @@ def test_attention_core_fuses(monkeypatch, q_shape, k_shape, v_shape, bias_shape
     np.testing.assert_allclose(_run(model, x)[0], session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("change", [{"probs_read_twice": True}, {"axis": 2}])
+@pytest.mark.parametrize("change", [{"probs_read_twice": True}, {"axis": 2},
+                                    {"axis": None, "opset": 11}])  # opset 11's default axis 1 flattens 1..3
 def test_attention_core_stays_when_probs_are_shared_or_not_over_the_last_axis(change):
     from onnxpy.passes.fuse_attention import fuse_attention
 
     _check(_attention_model((2, 3, 4, 6), (2, 3, 6, 4), (2, 3, 4, 5), **change), fuse_attention, [_x(2, 3, 4, 6)])
+
+
+@pytest.mark.parametrize("axis, opset", [(None, 13), (-1, 11), (3, 11)])
+def test_attention_core_fuses_a_last_axis_softmax_at_every_opset(axis, opset):
+    from onnxpy.passes.fuse_attention import fuse_attention
+
+    proto, x = _attention_model((2, 3, 4, 6), (2, 3, 6, 4), (2, 3, 4, 5), axis=axis, opset=opset), _x(2, 3, 4, 6)
+    ops, model = _check(proto, fuse_attention, [x], removed=2)
+    assert ops == ["AttentionCore"]
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(_run(model, x)[0], session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
 
 
 def test_attention_core_names_shapes_that_do_not_chain(monkeypatch):

@@ -26,10 +26,12 @@ def fuse_attention(model: ir.Model, registry: Registry) -> bool:
     if registry.resolve(ONNXPY, "AttentionCore", 1) is None:
         return False
 
+    default_axis = -1 if model.opset_imports.get("", 0) >= 13 else 1  # Softmax's axis before opset 13: 1
+
     def rewrite(matmul: ir.Node, index: Index):
         if matmul.op_type != "MatMul" or matmul.domain:
             return None
-        found = _match(matmul, index)
+        found = _match(matmul, index, default_axis)
         if found is None:
             return None
         inputs, nodes = found
@@ -40,14 +42,16 @@ def fuse_attention(model: ir.Model, registry: Registry) -> bool:
     return rewrite_each(model.graph, rewrite)
 
 
-def _match(matmul: ir.Node, index: Index):
-    """([Q, K, V(, B)], nodes) for ``MatMul(Softmax(MatMul(Q, K) [+ B]), V)`` ending at ``matmul``."""
+def _match(matmul: ir.Node, index: Index, default_axis: int):
+    """([Q, K, V(, B)], nodes) for ``MatMul(Softmax(MatMul(Q, K) [+ B]), V)`` ending at ``matmul``.
+    Before opset 13 Softmax flattens the axes from ``axis`` on, the same as the last axis alone
+    only when ``axis`` is the last one."""
     probs, v = matmul.inputs
     softmax = index.op(probs, "Softmax")
     if softmax is None or not index.private(probs):
         return None
     rank = len(index.shape(probs) or ())
-    if softmax.attributes.get("axis", -1) not in (-1, rank - 1 if rank else -1):
+    if softmax.attributes.get("axis", default_axis) not in (-1, rank - 1 if rank else -1):
         return None
     scores = softmax.inputs[0]
     nodes, bias = [softmax, matmul], []
