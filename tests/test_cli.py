@@ -1,6 +1,8 @@
 """The command line, on a small model; ``verify`` checks against onnxruntime."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -41,6 +43,7 @@ def test_profile_and_bench(model_path, capsys, tmp_path, monkeypatch):
     assert cli.main(["profile", model_path, "--repeat", "3"]) == 0
     out = capsys.readouterr().out
     assert "Add" in out and "Relu" in out
+    assert re.search(r"^Add +3 ", out, re.M), out  # the three profiled runs; the warm-up run is not counted
     assert cli.main(["bench", model_path, "--compare", "onnxruntime", "--repeat", "3", "--warmup", "1"]) == 0
     assert "ratio onnxpy/onnxruntime" in capsys.readouterr().out
 
