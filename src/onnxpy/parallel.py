@@ -31,6 +31,7 @@ import numpy as np
 _MIN_WORK = 3 << 20  # GEMM multiply-adds (or as long other work) a piece needs to repay waking a thread
 _SPIN_US = 1000  # how long an idle helper (or a thread waiting for helpers) polls before it blocks
 _COLUMN_ALIGN = 64  # column blocks of a split GEMM start at multiples of this many columns
+PASS_COST = 10  # GEMM multiply-adds as long as one element of a few arithmetic operations (measured)
 
 _local = threading.local()
 
@@ -78,9 +79,7 @@ class Pool:
         self.threads = max(1, threads)
         self._busy = threading.Lock()  # one parallel region at a time
         self._jobs: list[queue.SimpleQueue] = []
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
-        self._posted = np.zeros(self.threads, dtype=np.int64)  # jobs posted to / finished by each helper
-        self._finished = np.zeros(self.threads, dtype=np.int64)
+        self._pid: int | None = None  # the process the helpers run in
 
     def _start(self) -> None:
         """Start the helpers (called holding ``_busy``); again in a forked child, which has none."""
@@ -89,9 +88,9 @@ class Pool:
         self._wait = _spin.wait_change
         self._rounds = round(_SPIN_US * _spin.rounds_per_microsecond())
         self._pid = os.getpid()
-        self._posted[:] = 0
-        self._finished[:] = 0
-        self._done = queue.SimpleQueue()
+        self._posted = np.zeros(self.threads, dtype=np.int64)  # jobs posted to / finished by each helper
+        self._finished = np.zeros(self.threads, dtype=np.int64)
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._jobs = [queue.SimpleQueue() for _ in range(self.threads - 1)]
         for i, jobs in enumerate(self._jobs):
             threading.Thread(target=_serve, args=(jobs, self._done, self._posted, self._finished, i, self._wait,
@@ -107,7 +106,7 @@ class Pool:
                 fn(i)
             return
         try:
-            if not self._jobs or self._pid != os.getpid():
+            if self._pid != os.getpid():
                 self._start()
             counter = itertools.count()
 
@@ -197,6 +196,13 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     return out
 
 
+def in_ranges(total: int, work: float, run: Callable[[int, int], None]) -> None:
+    """``run(lo, hi)`` over contiguous ranges covering range(total), as many as ``work`` (in GEMM
+    multiply-adds, for all of it) repays, spread over the calling thread's pool."""
+    ranges = split(total, pieces(work, total))
+    for_each(lambda i: run(*ranges[i]), len(ranges))
+
+
 def split(total: int, count: int) -> list[tuple[int, int]]:
     """``[lo, hi)`` ranges cutting range(total) into ``count`` near-equal non-empty parts."""
     count = max(1, min(count, total))
@@ -218,16 +224,13 @@ class Scratch:
         return buffer
 
 
-_PASS_COST = 10  # GEMM multiply-adds as long as one element of a numpy arithmetic pass (measured)
-
-
 def binary(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``ufunc(a, b)`` with numpy broadcasting, split over the pool's threads by blocks of the
     output's first axis long enough to cut (ufunc loops release the GIL)."""
-    if threads() == 1 or max(a.size, b.size) * _PASS_COST < 2 * _MIN_WORK:
+    if threads() == 1 or max(a.size, b.size) * PASS_COST < 2 * _MIN_WORK:
         return ufunc(a, b)
     shape = np.broadcast_shapes(a.shape, b.shape)
-    count = pieces(_PASS_COST * math.prod(shape), max(shape))
+    count = pieces(PASS_COST * math.prod(shape), max(shape))
     axis = next((i for i, d in enumerate(shape) if d >= count), 0)
     if count == 1:
         return ufunc(a, b)

@@ -27,15 +27,9 @@ from onnxpy import parallel
 
 _CHUNK = uint64(1024)
 # the time of one unit of work, in GEMM multiply-adds (measured), to size pieces for threads
+# (``parallel.PASS_COST`` for an element of a few arithmetic operations)
 _WINDOW_COST = 6  # a sliding-window tap
 _TRANSCENDENTAL_COST = 40  # an element of erf, sigmoid or softmax
-_PASS_COST = 10  # an element of a few arithmetic operations
-
-
-def _in_chunks(size: int, cost: float, run) -> None:
-    """``run(lo, hi)`` over contiguous chunks of range(size), spread over the session's threads."""
-    chunks = parallel.split(size, parallel.pieces(cost * size, size))
-    parallel.for_each(lambda i: run(*chunks[i]), len(chunks))
 _BLOCK = 512
 
 
@@ -143,10 +137,8 @@ def _windows(x, w, bias, strides, dilations, begin, out_hw, lo, hi, maximum) -> 
     t = x.dtype.type
     x = np.ascontiguousarray(x)
     geometry = [np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)]
-    items = x.shape[0] * x.shape[1]
-    chunks = parallel.split(items, parallel.pieces(_WINDOW_COST * out.size * w.shape[1] * w.shape[2], items))
-    parallel.for_each(lambda i: _window2d(x, w, bias, *geometry, t(lo), t(hi), maximum, *chunks[i], out),
-                      len(chunks))
+    parallel.in_ranges(x.shape[0] * x.shape[1], _WINDOW_COST * out.size * w.shape[1] * w.shape[2],
+                       lambda first, stop: _window2d(x, w, bias, *geometry, t(lo), t(hi), maximum, first, stop, out))
     return out
 
 
@@ -251,7 +243,8 @@ def erf(x: np.ndarray, coefficients: np.ndarray, radius: float, gelu: bool) -> n
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
     consts = (coefficients, t(radius), t(2 / (radius * radius)), t(np.sqrt(0.5) if gelu else 1), gelu)
-    _in_chunks(flat.size, _TRANSCENDENTAL_COST, lambda lo, hi: _erf(flat[lo:hi], *consts, out[lo:hi]))
+    parallel.in_ranges(flat.size, _TRANSCENDENTAL_COST * flat.size,
+                       lambda lo, hi: _erf(flat[lo:hi], *consts, out[lo:hi]))
     return out.reshape(x.shape)
 
 
@@ -309,7 +302,8 @@ def sigmoid(x: np.ndarray, alpha: float, times_x: bool) -> np.ndarray:
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
     a = np.float32(alpha)
-    _in_chunks(flat.size, _TRANSCENDENTAL_COST, lambda lo, hi: _sigmoid(flat[lo:hi], a, times_x, out[lo:hi]))
+    parallel.in_ranges(flat.size, _TRANSCENDENTAL_COST * flat.size,
+                       lambda lo, hi: _sigmoid(flat[lo:hi], a, times_x, out[lo:hi]))
     return out.reshape(x.shape)
 
 
@@ -374,8 +368,8 @@ def softmax_rows(rows: np.ndarray, empty_rows_zero: bool) -> np.ndarray:
     new one; a row with a NaN gives NaN, an entirely -inf row NaN too, or zeros with
     ``empty_rows_zero``."""
     out = np.empty_like(rows)
-    _in_chunks(rows.shape[0], _TRANSCENDENTAL_COST * rows.shape[1],
-               lambda lo, hi: _softmax(rows[lo:hi], empty_rows_zero, out[lo:hi]))
+    parallel.in_ranges(rows.shape[0], _TRANSCENDENTAL_COST * rows.size,
+                       lambda lo, hi: _softmax(rows[lo:hi], empty_rows_zero, out[lo:hi]))
     return out
 
 
@@ -398,7 +392,8 @@ def hard_sigmoid(x: np.ndarray, alpha: float, beta: float, times_x: bool) -> np.
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
     a, b = x.dtype.type(alpha), x.dtype.type(beta)
-    _in_chunks(flat.size, _PASS_COST, lambda lo, hi: _hard_sigmoid(flat[lo:hi], a, b, times_x, out[lo:hi]))
+    parallel.in_ranges(flat.size, parallel.PASS_COST * flat.size,
+                       lambda lo, hi: _hard_sigmoid(flat[lo:hi], a, b, times_x, out[lo:hi]))
     return out.reshape(x.shape)
 
 
@@ -441,7 +436,7 @@ def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None, epsilo
     means, inv_stds = np.empty(rows.shape[0], rows.dtype), np.empty(rows.shape[0], rows.dtype)
     s = np.ascontiguousarray(scale, dtype=rows.dtype).reshape(-1)
     b = np.zeros_like(s) if bias is None else np.ascontiguousarray(bias, dtype=rows.dtype).reshape(-1)
-    _in_chunks(rows.shape[0], _PASS_COST * rows.shape[1], lambda lo, hi: _layer_norm(
+    parallel.in_ranges(rows.shape[0], parallel.PASS_COST * rows.size, lambda lo, hi: _layer_norm(
         rows[lo:hi], s, b, rows.dtype.type(epsilon), simplified, out[lo:hi], means[lo:hi], inv_stds[lo:hi]))
     return out, means, inv_stds
 

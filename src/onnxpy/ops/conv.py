@@ -81,7 +81,8 @@ def _gemm_tasks(n: int, c: int, m: int, ksize: int, group: int, out: tuple[int, 
     wanted = -(-parallel.pieces(n * m * c // group * ksize * length, n * length * m, threads) // n)  # per image
     inner = length // out[0]
     if one_by_one:
-        natural, most, unit = -(-length // max(_MIN_GEMM_COLUMNS, _EPILOGUE_BUDGET // m)), length // _MIN_GEMM_COLUMNS, 1
+        natural = -(-length // max(_MIN_GEMM_COLUMNS, _EPILOGUE_BUDGET // m))
+        most, unit = length // _MIN_GEMM_COLUMNS, 1
     else:
         budget = _COLS_BUDGET if group == 1 else _GROUPED_COLS_BUDGET
         rows = min(out[0], max(budget // (c * ksize * inner), -(-_MIN_GEMM_COLUMNS // inner)))
@@ -110,11 +111,12 @@ def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray
     bias = np.zeros(m, x.dtype) if b is None and compiled else b
     bias = None if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     y = np.empty((n, m) + tuple(out), dtype=x.dtype)
+    z = None if z is None else np.ascontiguousarray(z)
     one_by_one = ksize == 1 and not any(begin) and not any(end)
     tasks, rows, inner = _gemm_tasks(n, c, m, ksize, group, tuple(out), one_by_one, parallel.threads())
 
     def finish(i: int, ks: tuple[int, int], c0: int, c1: int) -> None:
-        yi, zi = y[i].reshape(m, length), None if z is None else np.ascontiguousarray(z[i]).reshape(m, length)
+        yi, zi = y[i].reshape(m, length), None if z is None else z[i].reshape(m, length)
         if compiled:
             _jit.finish(yi, bias, zi, clamp, ks, (c0, c1))
         else:
