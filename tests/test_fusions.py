@@ -377,10 +377,21 @@ def test_attention_core_fuses_a_last_axis_softmax_at_every_opset(axis, opset):
     np.testing.assert_allclose(_run(model, x)[0], session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
 
 
-def test_attention_core_names_shapes_that_do_not_chain(monkeypatch):
+@pytest.mark.parametrize("blocked", [False, True])
+def test_attention_core_names_shapes_that_do_not_chain(monkeypatch, blocked):
+    """V fed with 7 rows for 6 keys: a typed error naming the fused node, blocked or not."""
+    import onnxpy
     from onnxpy.ops import transformer
 
-    monkeypatch.setattr(transformer, "_SCORES_IN_CACHE", 0)
-    q, k, v = _x(2, 5, 4), _x(2, 4, 6), _x(2, 7, 3)
-    with pytest.raises(ValueError, match="do not chain"):
-        transformer.attention_core(q, k, v)
+    if blocked:
+        monkeypatch.setattr(transformer, "_SCORES_IN_CACHE", 0)
+    nodes = [helper.make_node("MatMul", ["x", "k"], ["s"]), helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+             helper.make_node("MatMul", ["p", "v"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, [2, 5, 4]),
+                                           helper.make_tensor_value_info("v", F, [2, "L", 3])],
+                              [helper.make_tensor_value_info("y", F, None)], initializer=[_const("k", _x(2, 4, 6))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = onnxpy.InferenceSession(model.SerializeToString())
+    with pytest.raises(onnxpy.capi.onnxruntime_pybind11_state.RuntimeException,
+                       match=r"AttentionCore.*attention shapes do not chain: Q \(2, 5, 4\) @ K \(2, 4, 6\) @ V \(2, 7, 3\)"):
+        session.run(None, {"x": _x(2, 5, 4), "v": _x(2, 7, 3)})

@@ -34,12 +34,13 @@ def attention_core(Q, K, V, B=None):
     axis), fused by ``passes/fuse_attention.py``: a block of query rows at a time, whose scores are
     made, biased, normalized and multiplied by V while they are in cache; the blocks are spread
     over the session's threads."""
-    if min(Q.ndim, K.ndim, V.ndim) < 2 or Q.size // Q.shape[-1] * K.shape[-1] <= _SCORES_IN_CACHE:
-        scores = parallel.matmul(Q, K)  # small (or matmul's vector forms): nothing to gain by blocks
-        return parallel.matmul(softmax_of(scores if B is None else parallel.binary(np.add, scores, B), -1), V)
-    rows, inner, cols = Q.shape[-2], Q.shape[-1], K.shape[-1]
-    if K.shape[-2] != inner or V.shape[-2] != cols:
+    matrices = min(Q.ndim, K.ndim, V.ndim) >= 2  # else matmul's vector forms
+    if matrices and (K.shape[-2] != Q.shape[-1] or V.shape[-2] != K.shape[-1]):
         raise ValueError(f"attention shapes do not chain: Q {Q.shape} @ K {K.shape} @ V {V.shape}")
+    if not matrices or Q.size // Q.shape[-1] * K.shape[-1] <= _SCORES_IN_CACHE:
+        scores = parallel.matmul(Q, K)  # small (or vectors): nothing to gain by blocks
+        return parallel.matmul(softmax_of(scores if B is None else parallel.binary(np.add, scores, B), -1), V)
+    rows, cols = Q.shape[-2], K.shape[-1]
     batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], V.shape[:-2],
                                 () if B is None else B.shape[:-2])
     if B is not None:
