@@ -44,6 +44,14 @@ def test_gelus(dtype, code):
     ort_check("QuickGelu", {"X": x}, ["Y"], code, rtol=tol, atol=tol, alpha=1.5)
 
 
+def test_quick_gelu_compiled_keeps_input():
+    """A float32 input large enough for the compiled pass is read in place, never written."""
+    x = rand(4, 32, 40, scale=4)
+    before = x.copy()
+    ort_check("QuickGelu", {"X": x}, ["Y"], alpha=1.702)
+    np.testing.assert_array_equal(x, before)
+
+
 @pytest.mark.parametrize("activation, params", [(None, None), ("Relu", None), ("LeakyRelu", [0.2]),
                                                 ("Clip", [-0.5, 0.5]), ("HardSigmoid", [0.3, 0.4]),
                                                 ("Sigmoid", None), ("Tanh", None)])
@@ -53,6 +61,14 @@ def test_fused_conv(activation, params):
     if params:
         attrs["activation_params"] = params
     ort_check("FusedConv", feeds, ["Y"], group=2, strides=[2, 2], pads=[1, 1, 1, 1], **attrs)
+
+
+@pytest.mark.parametrize("activation, params", [("HardSigmoid", [0.3, 0.4]), ("HardSigmoid", [1 / 6, 0.5]), ("Sigmoid", None)])
+def test_fused_conv_compiled_activation(activation, params):
+    """An output large enough for the compiled HardSigmoid / Sigmoid pass that follows the convolution."""
+    feeds = {"X": rand(1, 8, 40, 42, scale=3), "W": rand(6, 8, 3, 3), "B": rand(6)}
+    attrs = {"activation_params": params} if params else {}
+    ort_check("FusedConv", feeds, ["Y"], pads=[1, 1, 1, 1], activation=activation, rtol=1e-4, atol=1e-4, **attrs)
 
 
 @pytest.mark.parametrize("xs, ws, group", [((2, 4, 9, 8), (6, 4, 3, 3), 1), ((2, 4, 9, 8), (8, 1, 3, 3), 4),

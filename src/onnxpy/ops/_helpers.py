@@ -177,6 +177,24 @@ def swish(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     return _sigmoid_times(x, alpha, times_x=True)
 
 
+def hard_sigmoid(x: np.ndarray, alpha: float, beta: float, times_x: bool = False) -> np.ndarray:
+    """``max(0, min(1, alpha * x + beta))``, times x with ``times_x``, as a new array: large float32
+    and float64 arrays in one compiled pass, others in place after numpy's first pass (and not with
+    np.clip, which turns bfloat16 into float32)."""
+    if x.dtype in JIT_FLOATS and x.size >= JIT_MIN_SIZE:
+        from onnxpy.ops import _jit
+
+        return _jit.hard_sigmoid(x, alpha, beta, times_x)
+    y = np.empty_like(x)
+    np.multiply(x, x.dtype.type(alpha), out=y)
+    y += x.dtype.type(beta)
+    np.maximum(y, x.dtype.type(0), out=y)
+    np.minimum(y, x.dtype.type(1), out=y)
+    if times_x:
+        y *= x
+    return y
+
+
 def _sigmoid_times(x: np.ndarray, alpha: float, times_x: bool) -> np.ndarray:
     """sigmoid(alpha x), times x with ``times_x``: large float32 work in one compiled pass (``_jit``),
     the rest with numpy, in place after its first pass."""

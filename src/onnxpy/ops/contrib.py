@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 from onnxpy import parallel
-from onnxpy.ops._helpers import gelu as gelu_of, layer_norm_rows, sigmoid, swish
+from onnxpy.ops._helpers import gelu as gelu_of, hard_sigmoid, layer_norm_rows, sigmoid, swish
 from onnxpy.ops.conv import conv, convolve
 from onnxpy.ops.quantize import dequantize, dynamic_quantize_linear, quantize
 from onnxpy.ops.rnn import lstm
@@ -19,7 +19,7 @@ MS = "com.microsoft"
 
 def _work(x: np.ndarray) -> np.ndarray:
     """``x`` in the float type the math runs in: float64 stays, everything else is float32."""
-    return x if x.dtype == np.float64 else x.astype(np.float32)
+    return x if x.dtype == np.float64 else x.astype(np.float32, copy=False)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -32,7 +32,7 @@ _ACTIVATIONS = {
     "Sigmoid": lambda x, p: sigmoid(x),
     "LeakyRelu": lambda x, p: np.where(x >= 0, x, x * p[0]),
     "Clip": lambda x, p: np.clip(x, p[0], p[1]),
-    "HardSigmoid": lambda x, p: np.clip(x * p[0] + p[1], 0, 1),
+    "HardSigmoid": lambda x, p: hard_sigmoid(x, p[0], p[1]),
     "Elu": lambda x, p: np.where(x >= 0, x, p[0] * np.expm1(np.minimum(x, 0))),
     "ThresholdedRelu": lambda x, p: np.where(x > p[0], x, 0),
     "ScaledTanh": lambda x, p: p[0] * np.tanh(p[1] * x),
@@ -50,7 +50,8 @@ def _activate(x: np.ndarray, name: str | None, params) -> np.ndarray:
         return x
     if name not in _ACTIVATIONS:
         raise ValueError(f"unsupported fused activation {name!r}; supported: {sorted(_ACTIVATIONS)}")
-    return _ACTIVATIONS[name](_work(x), [np.float32(p) for p in _params_or_defaults(name, params)]).astype(x.dtype)
+    return _ACTIVATIONS[name](_work(x), [np.float32(p) for p in _params_or_defaults(name, params)]).astype(
+        x.dtype, copy=False)
 
 
 def _params_or_defaults(name: str, params) -> list:

@@ -16,7 +16,7 @@ import ml_dtypes
 import numpy as np
 
 from onnxpy import ir, parallel
-from onnxpy.ops._helpers import (JIT_FLOATS, JIT_MIN_SIZE, erf, gelu as gelu_of, normalize_axis, sigmoid,
+from onnxpy.ops._helpers import (erf, gelu as gelu_of, hard_sigmoid as hard_sigmoid_of, normalize_axis, sigmoid,
                                  swish as swish_of)
 from onnxpy.registry import kernel
 
@@ -128,26 +128,8 @@ def _softsign(x: np.ndarray) -> np.ndarray:
     return x / (_scalar(x, 1) + np.abs(x))
 
 
-def _hard_sigmoid(x: np.ndarray, alpha: float, beta: float, times_x: bool = False) -> np.ndarray:
-    """``max(0, min(1, alpha * x + beta))``, times x with ``times_x``, as a new array: large float32
-    and float64 arrays in one compiled pass, others in place after numpy's first pass (and not with
-    np.clip, which turns bfloat16 into float32)."""
-    if x.dtype in JIT_FLOATS and x.size >= JIT_MIN_SIZE:
-        from onnxpy.ops import _jit
-
-        return _jit.hard_sigmoid(x, alpha, beta, times_x)
-    y = np.empty_like(x)
-    np.multiply(x, _scalar(x, alpha), out=y)
-    y += _scalar(x, beta)
-    np.maximum(y, _scalar(x, 0), out=y)
-    np.minimum(y, _scalar(x, 1), out=y)
-    if times_x:
-        y *= x
-    return y
-
-
 def _hard_swish(x: np.ndarray) -> np.ndarray:
-    return _hard_sigmoid(x, 1 / 6, 0.5, times_x=True)
+    return hard_sigmoid_of(x, 1 / 6, 0.5, times_x=True)
 
 
 def _mish(x: np.ndarray) -> np.ndarray:
@@ -341,7 +323,7 @@ def selu_1(x, *, alpha=_f32(1.6732), gamma=_f32(1.0507), consumed_inputs=None):
 @kernel("HardSigmoid", since=6)
 def hard_sigmoid(x, *, alpha=_f32(0.2), beta=0.5):
     """``max(0, min(1, alpha * x + beta))``."""
-    return _hard_sigmoid(np.asarray(x), alpha, beta)
+    return hard_sigmoid_of(np.asarray(x), alpha, beta)
 
 
 @kernel("LeakyRelu", since=6)
