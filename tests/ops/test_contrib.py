@@ -63,7 +63,8 @@ def test_fused_conv(activation, params):
     ort_check("FusedConv", feeds, ["Y"], group=2, strides=[2, 2], pads=[1, 1, 1, 1], **attrs)
 
 
-@pytest.mark.parametrize("activation, params", [("HardSigmoid", [0.3, 0.4]), ("HardSigmoid", [1 / 6, 0.5]), ("Sigmoid", None)])
+@pytest.mark.parametrize("activation, params", [("HardSigmoid", [0.3, 0.4]), ("HardSigmoid", [1 / 6, 0.5]),
+                                                ("Sigmoid", None)])
 def test_fused_conv_compiled_activation(activation, params):
     """An output large enough for the compiled HardSigmoid / Sigmoid pass that follows the convolution."""
     feeds = {"X": rand(1, 8, 40, 42, scale=3), "W": rand(6, 8, 3, 3), "B": rand(6)}
