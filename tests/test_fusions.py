@@ -314,6 +314,58 @@ def test_conv_residual_add_fuses_as_z(order, activation):
     np.testing.assert_allclose(_run(model, x)[0], session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
 
 
+def _conv_hard_sigmoid_model(bias: bool, weights_input: bool = False, residual: bool = False):
+    inits = [_const("b", _x(4))] if bias else []
+    if not weights_input:
+        inits.append(_const("w", _x(4, 3, 1, 1)))
+    conv = helper.make_node("Conv", ["x", "w", "b"] if bias else ["x", "w"], ["c"])
+    nodes = [conv]
+    if residual:
+        inits.append(_const("z", _x(1, 4, 5, 5)))
+        nodes.append(helper.make_node("Add", ["c", "z"], ["c2"]))
+    nodes.append(helper.make_node("HardSigmoid", ["c2" if residual else "c"], ["y"], alpha=0.3, beta=0.4))
+    inputs = [helper.make_tensor_value_info("x", F, [1, 3, 5, 5])]
+    if weights_input:
+        inputs.append(helper.make_tensor_value_info("w", F, [4, 3, 1, 1]))
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", F, [1, 4, 5, 5])],
+                              initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.skipif(REGISTRY.resolve("com.microsoft", "FusedConv", 1) is None, reason="no FusedConv kernel")
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_hard_sigmoid_moves_into_the_weights(bias):
+    # alpha * (W x + b) + beta == (alpha W) x + (alpha b + beta): only the clamp to [0, 1] is left
+    proto, x = _conv_hard_sigmoid_model(bias), 3 * _x(1, 3, 5, 5)
+    ops, model = _check(proto, fuse_conv_activation, [x], removed=1)
+    fused = model.graph.nodes[0]
+    assert ops == ["FusedConv"] and fused.attributes["activation"] == "Clip"
+    assert fused.attributes["activation_params"] == [0.0, 1.0]
+    assert len(fused.inputs) == 3 and "w" not in fused.inputs
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"x": x})[0]
+    assert 0 < (expected == 0).mean() < 1 and 0 < (expected == 1).mean() < 1  # both clamps are reached
+    np.testing.assert_allclose(_run(model, x)[0], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(REGISTRY.resolve("com.microsoft", "FusedConv", 1) is None, reason="no FusedConv kernel")
+@pytest.mark.parametrize("case", ["weights are an input", "residual"])
+def test_conv_hard_sigmoid_stays_an_activation(case):
+    # weights that may change between runs, or a residual (not scaled by alpha), keep the HardSigmoid
+    proto = _conv_hard_sigmoid_model(True, weights_input=case == "weights are an input", residual=case == "residual")
+    model = loader.from_proto(proto)
+    assert fuse_conv_activation(model, REGISTRY)
+    fused = model.graph.nodes[0]
+    assert fused.attributes["activation"] == "HardSigmoid"
+    np.testing.assert_allclose(fused.attributes["activation_params"], [0.3, 0.4], rtol=1e-6)
+    feeds = {"x": 3 * _x(1, 3, 5, 5)}
+    if case == "weights are an input":
+        feeds["w"] = _x(4, 3, 1, 1)
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = execute(plan_mod.build(model.graph, model.opset_imports, REGISTRY), [feeds[v.name] for v in model.graph.inputs])
+    np.testing.assert_allclose(got[0], session.run(None, feeds)[0], rtol=1e-5, atol=1e-6)
+
+
 def test_conv_add_of_a_broadcast_tensor_stays():
     # FusedConv's Z must have the output's shape: a per-channel tensor is left to Add
     _check(_conv_residual_model("conv first", "Relu", z_shape=(3, 1, 1)), fuse_conv_activation, [_x(1, 3, 5, 5)])

@@ -151,6 +151,11 @@ def pieces(work: float, most: int, available: int | None = None) -> int:
     return max(1, min(most, threads() if available is None else available, int(work // _MIN_WORK)))
 
 
+def serial(work: float) -> bool:
+    """Whether ``work`` multiply-adds are too few to cut into pieces for any number of threads."""
+    return work < 2 * _MIN_WORK
+
+
 def for_each(fn: Callable[[int], None], count: int) -> None:
     """``fn(i)`` for i in range(count) on the calling thread's pool (or on the thread alone)."""
     pool = getattr(_local, "pool", None)

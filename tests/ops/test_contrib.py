@@ -99,6 +99,26 @@ def test_fused_conv_residual_on_every_path(xs, ws, group, pads, activation):
     ort_check("FusedConv", feeds, ["Y"], group=group, pads=pads, rtol=1e-4, atol=1e-4, **attrs)
 
 
+@pytest.mark.parametrize("xs, ws", [((1, 8, 1, 1), (16, 8, 1, 1)),  # squeeze-and-excitation: numpy finishes
+                                    ((1, 96, 7, 7), (576, 96, 1, 1))])  # one GEMM, finished by the compiled pass
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("activation, params, residual", [(None, None, False), ("Relu", None, False),
+                                                          ("Clip", [-0.5, 0.5], False), ("Clip", [0.0, 6.0], True),
+                                                          ("Sigmoid", None, True)])
+def test_fused_conv_one_small_gemm(xs, ws, bias, activation, params, residual):
+    """1x1 convolutions small enough for one GEMM on one thread, with and without bias, Z and clamps."""
+    out = (1, ws[0]) + xs[2:]
+    feeds = {"X": rand(*xs, scale=3), "W": rand(*ws)}
+    if bias or residual:
+        feeds["B"] = rand(ws[0]) if bias else np.zeros(ws[0], np.float32)
+    if residual:
+        feeds["Z"] = rand(*out, scale=3)
+    attrs = {"activation": activation} if activation else {}
+    if params:
+        attrs["activation_params"] = params
+    ort_check("FusedConv", feeds, ["Y"], rtol=1e-4, atol=1e-4, **attrs)
+
+
 def test_fused_conv_residual_of_another_shape_is_refused():
     """Z must have the output's shape (as in onnxruntime): a per-channel Z is a typed error naming it."""
     feeds = {"X": rand(1, 4, 6, 6), "W": rand(6, 4, 3, 3), "B": rand(6), "Z": rand(1, 6, 1, 1)}

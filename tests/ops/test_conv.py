@@ -97,6 +97,20 @@ def test_conv_depthwise(xs, ws, strides, dilations, pads, dtype):
           rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("xs, ws", [((1, 8, 1, 1), (16, 8, 1, 1)), ((1, 96, 7, 7), (576, 96, 1, 1))])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_conv_one_small_gemm(xs, ws, bias, dtype):
+    """A 1x1 convolution of one image, small enough for one GEMM: finished by numpy, or by the
+    compiled pass once the output is large enough (float32, float64)."""
+    x, w, b = rand(*xs, dtype=dtype), rand(*ws, dtype=dtype), rand(ws[0], dtype=dtype)
+    feeds = {"x": x, "w": w, "b": b} if bias else {"x": x, "w": w}
+    model = node_model("Conv", feeds, ["y"], opset=22)
+    tol = {np.float32: 1e-4, np.float64: 1e-10, np.float16: 1e-2}[dtype]
+    check(model, feeds, expected=[torch_conv(x, w, b if bias else None, [1, 1], [1, 1], [0, 0, 0, 0], 1)],
+          rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("xs,ws,pads", [
     ((1, 8, 40, 41), (5, 8, 3, 3), [1, 1, 1, 1]),
     ((2, 9, 45, 42), (4, 9, 3, 3), [0, 0, 0, 0]),      # odd output rows: a half tile at the edge

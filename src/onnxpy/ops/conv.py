@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from onnxpy import parallel
-from onnxpy.ops._helpers import JIT_FLOATS, compute_dtype, pad_spatial, per_axis, window_geometry, windows
+from onnxpy.ops._helpers import JIT_FLOATS, JIT_MIN_SIZE, compute_dtype, pad_spatial, per_axis, window_geometry, windows
 from onnxpy.registry import kernel
 
 _WINOGRAD_MIN_TILES = 25  # 2x2 output tiles below which 3x3 Winograd loses to im2col + GEMM (measured: 16
@@ -61,13 +61,20 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
 
 def _epilogue(y: np.ndarray, b: np.ndarray | None, z: np.ndarray | None,
               clamp: tuple[float, float] | None) -> np.ndarray:
-    """``y`` plus b (broadcast), plus z, clamped to ``clamp``: each when given, in place."""
+    """``y`` plus b (broadcast), plus z, clamped to ``clamp``: each when given, in place (a one-sided
+    clamp as one np.maximum or np.minimum, which propagate NaN as np.clip does)."""
     if b is not None:
         y += b
     if z is not None:
         y += z
     if clamp is not None:
-        np.clip(y, *(y.dtype.type(v) for v in clamp), out=y)
+        lo, hi = (y.dtype.type(v) for v in clamp)
+        if hi == np.inf:
+            np.maximum(y, lo, out=y)
+        elif lo == -np.inf:
+            np.minimum(y, hi, out=y)
+        else:
+            np.clip(y, lo, hi, out=y)
     return y
 
 
@@ -106,13 +113,23 @@ def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray
     ksize, length = math.prod(k_shape), math.prod(out)
     wg = w.reshape(group, m // group, cg * ksize)
     compiled = x.dtype in JIT_FLOATS
+    one_by_one = ksize == 1 and not any(begin) and not any(end)
+    small = (one_by_one and n == 1 and group == 1 and strides.count(1) == len(strides)
+             and m * length <= _EPILOGUE_BUDGET and parallel.serial(m * c * length))
+    if small:  # one GEMM, none of the cutting below; finished by numpy below the compiled size
+        y = np.matmul(wg[0], x.reshape(c, length))
+        z2 = None if z is None else z.reshape(m, length)
+        if not compiled or y.size < JIT_MIN_SIZE:
+            return _epilogue(y, None if b is None else b.reshape(m, 1), z2, clamp).reshape((1, m) + tuple(out))
     if compiled:
         from onnxpy.ops import _jit
     bias = np.zeros(m, x.dtype) if b is None and compiled else b
     bias = None if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    if small:
+        _jit.finish(y, bias, None if z2 is None else np.ascontiguousarray(z2), clamp, (0, m), (0, length))
+        return y.reshape((1, m) + tuple(out))
     y = np.empty((n, m) + tuple(out), dtype=x.dtype)
     z = None if z is None else np.ascontiguousarray(z)
-    one_by_one = ksize == 1 and not any(begin) and not any(end)
     tasks, rows, inner = _gemm_tasks(n, c, m, ksize, group, tuple(out), one_by_one, parallel.threads())
 
     def finish(i: int, ks: tuple[int, int], c0: int, c1: int) -> None:

@@ -3,7 +3,9 @@ both → ``com.microsoft::FusedConv`` (the added tensor is its input ``Z``), onl
 has a FusedConv kernel (contrib ops are optional); otherwise the pass changes nothing.
 
 Activations and their ``activation_params`` follow onnxruntime's FusedConv: Relu, Tanh, Sigmoid,
-LeakyRelu [alpha], HardSigmoid [alpha, beta], Clip [min, max] (constant bounds).
+LeakyRelu [alpha], HardSigmoid [alpha, beta], Clip [min, max] (constant bounds). A HardSigmoid on a
+Conv with constant weights and no residual becomes a Clip [0, 1]: ``alpha * y + beta`` moves into
+the weights and bias, and the clamp costs nothing (the convolution applies it as it writes).
 """
 from __future__ import annotations
 
@@ -30,32 +32,51 @@ def fuse_conv_activation(model: ir.Model, registry: Registry) -> bool:
                     and _params(readers[0], index) is not None):
                 return None  # the activation after it takes the Add too
             conv, z = _residual(node, index)
-            return None if conv is None else fuse([conv, node], conv, z, node, None, [])
+            return None if conv is None else fuse([conv, node], conv, z, node, None, [], index)
         params = _params(node, index)
         if params is None:
             return None
         conv = index.op(node.inputs[0], "Conv")
         if conv is not None and index.private(conv.outputs[0]):
-            return fuse([conv, node], conv, None, node, node.op_type, params)
+            return fuse([conv, node], conv, None, node, node.op_type, params, index)
         add = index.op(node.inputs[0], "Add")
         if add is None or not index.private(add.outputs[0]):
             return None
         conv, z = _residual(add, index)
-        return None if conv is None else fuse([conv, add, node], conv, z, node, node.op_type, params)
+        return None if conv is None else fuse([conv, add, node], conv, z, node, node.op_type, params, index)
 
-    def fuse(removed, conv, z, last, activation, params):
+    def fuse(removed, conv, z, last, activation, params, index):
         attrs = dict(conv.attributes)
+        inputs = list(conv.inputs) + [""] * (3 - len(conv.inputs)) + [z] if z else list(conv.inputs)
+        if activation == "HardSigmoid" and not z:
+            inputs, activation, params = _affine_into_weights(model.graph, inputs, params, index, last.outputs[0])
         if activation:
             attrs["activation"] = activation
         if params:
             attrs["activation_params"] = params
-        inputs = list(conv.inputs) + [""] * (3 - len(conv.inputs)) + [z] if z else list(conv.inputs)
         import_domain(model, "com.microsoft")
         fused = ir.Node("FusedConv", inputs, list(last.outputs), attrs, domain="com.microsoft",
                         name=f"{conv.name}/fused")
         return removed, last, fused
 
     return rewrite_each(model.graph, rewrite)
+
+
+def _affine_into_weights(graph: ir.Graph, inputs: list[str], params: list[float], index: Index,
+                         name: str) -> tuple[list[str], str, list[float]]:
+    """HardSigmoid's ``alpha * y + beta`` moved into constant weights and bias (``alpha W``,
+    ``alpha b + beta``), leaving the clamp to [0, 1], which the convolution applies as it writes
+    its output; the inputs unchanged (and the HardSigmoid kept) where the weights or bias vary."""
+    w = index.const(inputs[1])
+    b = index.const(inputs[2]) if len(inputs) > 2 and inputs[2] else None
+    if w is None or (len(inputs) > 2 and inputs[2] and b is None) or w.dtype.kind != "f":
+        return inputs, "HardSigmoid", params
+    alpha, beta = params
+    w_name, b_name = f"{name}__hard_sigmoid_weight", f"{name}__hard_sigmoid_bias"
+    graph.initializers[w_name] = (w.astype(np.float64) * alpha).astype(w.dtype)
+    graph.initializers[b_name] = ((0.0 if b is None else b.astype(np.float64)) * alpha
+                                  + beta + np.zeros(w.shape[0])).astype(w.dtype)
+    return [inputs[0], w_name, b_name], "Clip", [0.0, 1.0]
 
 
 def _residual(add: ir.Node, index: Index) -> tuple[ir.Node | None, str]:
