@@ -362,7 +362,8 @@ def test_conv_hard_sigmoid_stays_an_activation(case):
     if case == "weights are an input":
         feeds["w"] = _x(4, 3, 1, 1)
     session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = execute(plan_mod.build(model.graph, model.opset_imports, REGISTRY), [feeds[v.name] for v in model.graph.inputs])
+    plan = plan_mod.build(model.graph, model.opset_imports, REGISTRY)
+    got = execute(plan, [feeds[v.name] for v in model.graph.inputs])
     np.testing.assert_allclose(got[0], session.run(None, feeds)[0], rtol=1e-5, atol=1e-6)
 
 

@@ -73,10 +73,11 @@ def test_fused_conv_compiled_activation(activation, params):
 
 
 @pytest.mark.parametrize("xs, ws, group", [((2, 4, 9, 8), (6, 4, 3, 3), 1), ((2, 4, 9, 8), (8, 1, 3, 3), 4),
-                                            ((1, 8, 40, 42), (6, 8, 3, 3), 1)])
+                                            ((1, 8, 40, 42), (6, 8, 3, 3), 1),
+                                            ((1, 64, 7, 7), (64, 1, 5, 5), 64)])  # depthwise, channels-last
 @pytest.mark.parametrize("activation, params", [("Relu", None), ("Clip", [0.0, 6.0]), ("Clip", [-0.5, 0.5])])
 def test_fused_conv_clamp(xs, ws, group, activation, params):
-    """Without Z, Relu and Clip clamp inside the convolution (GEMM, depthwise and Winograd paths)."""
+    """Without Z, Relu and Clip clamp inside the convolution (GEMM, both depthwise and Winograd paths)."""
     feeds = {"X": rand(*xs, scale=3), "W": rand(*ws), "B": rand(ws[0])}
     attrs = {"activation_params": params} if params else {}
     # sums of 72 products of magnitude ~10: Winograd rounds differently from onnxruntime's direct sum
@@ -88,6 +89,7 @@ def test_fused_conv_clamp(xs, ws, group, activation, params):
     ((2, 8, 40, 42), (512, 8, 1, 1), 1, [0, 0, 0, 0]),  # 1x1: GEMM in bands of output columns
     ((2, 4, 9, 8), (6, 4, 3, 3), 1, [1, 1, 1, 1]),  # im2col
     ((2, 4, 9, 8), (8, 1, 3, 3), 4, [1, 1, 1, 1]),  # depthwise
+    ((2, 32, 7, 7), (32, 1, 3, 3), 32, [1, 1, 1, 1]),  # depthwise, channels-last
     ((1, 8, 40, 42), (6, 8, 3, 3), 1, [1, 1, 1, 1]),  # Winograd
 ])
 @pytest.mark.parametrize("activation", [None, "Relu", "Sigmoid"])

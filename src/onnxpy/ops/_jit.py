@@ -3,7 +3,9 @@
 Depthwise convolution (and max pooling, the same sliding window with max for multiply-add): numpy
 needs one pass per kernel tap (or an im2col copy nine times the input); the loop below reads each
 input channel once into a small, cache-resident, padded buffer, accumulates the taps as long
-contiguous multiply-adds, and writes the output once with bias and clamp applied. erf (and Gelu):
+contiguous multiply-adds, and writes the output once with bias and clamp applied. Small outputs
+(7x7, 14x14) make those runs short, so there the input is transposed to channels-last and the
+channels are the long contiguous loop. erf (and Gelu):
 its polynomial takes ~35 numpy passes; here one pass, the Horner steps on an L1-resident block.
 Sigmoid, Swish and Softmax in float32: one pass with a vectorised exp (numpy needs four or five,
 each a trip through memory, and its exp alone costs more than the whole loop); HardSigmoid and
@@ -19,6 +21,7 @@ stops LLVM from vectorising the inner loops.
 from __future__ import annotations
 
 import weakref
+from typing import Callable
 
 import numpy as np
 from numba import njit, uint64
@@ -31,6 +34,13 @@ _CHUNK = uint64(1024)
 _WINDOW_COST = 6  # a sliding-window tap
 _TRANSCENDENTAL_COST = 40  # an element of erf, sigmoid or softmax
 _BLOCK = 512
+# depthwise convolutions with at most this many output pixels per channel, and at least this many
+# channels, run channels-last (measured, 1 thread: 576 ch 7x7 5x5 228 -> 72 us, 672 ch 14x14 5x5
+# 503 -> 315, 288 ch 14x14 5x5 stride 2 158 -> 41 before the transposes, which cost ~0.5 ns an element;
+# 240 ch 28x28 loses once they are counted)
+_NHWC_MAX_OUTPUT = 14 * 14
+_NHWC_MIN_CHANNELS = 16
+_NHWC_BLOCK = 128  # channels per pass of the channels-last kernel: their 5x5 weights fit in L1
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
@@ -69,19 +79,31 @@ def _window2d(x, w, bias, strides, dilations, pads, lo, hi, maximum, first, stop
         n, c = item // channels, item % channels
         src0 = uint64(item * height * width)
         for r in range(s_h):
+            i0 = max(0, -((r - pads[0]) // s_h))
+            i1 = min(plane_h, (height - 1 - r + pads[0]) // s_h + 1)
+            both0, both1 = 0, 0  # plane columns a stride-2 row copies for both phases in one pass
+            if s_w == 2:
+                both0 = max(0, -((0 - pads[1]) // 2), -((1 - pads[1]) // 2))
+                both1 = max(both0, min(plane_w, (width - 1 + pads[1]) // 2 + 1, (width - 2 + pads[1]) // 2 + 1))
+                pair, other = uint64(both1 - both0), uint64(plane_h * plane_w)
+                for i in range(i0, i1):
+                    src = src0 + uint64((i * s_h + r - pads[0]) * width + 2 * both0 - pads[1])
+                    dst = uint64((2 * r * plane_h + i) * plane_w + both0)
+                    for j in range(pair):
+                        planes[dst + j] = xf[src + j + j]
+                        planes[dst + other + j] = xf[src + j + j + uint64(1)]
             for q in range(s_w):
-                i0 = max(0, -((r - pads[0]) // s_h))
-                i1 = min(plane_h, (height - 1 - r + pads[0]) // s_h + 1)
                 j0 = max(0, -((q - pads[1]) // s_w))
                 j1 = min(plane_w, (width - 1 - q + pads[1]) // s_w + 1)
-                if j1 <= j0:
-                    continue
-                count, step = uint64(j1 - j0), uint64(s_w)
-                for i in range(i0, i1):
-                    src = src0 + uint64((i * s_h + r - pads[0]) * width + j0 * s_w + q - pads[1])
-                    dst = uint64(((r * s_w + q) * plane_h + i) * plane_w + j0)
-                    for j in range(count):
-                        planes[dst + j] = xf[src + j * step]
+                for a, b in ((j0, min(j1, both0)), (max(j0, both1), j1)):
+                    if b <= a:
+                        continue
+                    count, step = uint64(b - a), uint64(s_w)
+                    for i in range(i0, i1):
+                        src = src0 + uint64((i * s_h + r - pads[0]) * width + a * s_w + q - pads[1])
+                        dst = uint64(((r * s_w + q) * plane_h + i) * plane_w + a)
+                        for j in range(count):
+                            planes[dst + j] = xf[src + j * step]
         for m in range(c * mult, (c + 1) * mult):
             b = fill if maximum else bias[m]
             for start in range(0, run, _CHUNK):  # a chunk of the accumulator stays in L1 over all taps
@@ -120,6 +142,8 @@ def depthwise2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: 
     an optional clamp ``(lo, hi)``; x and w share a float32 or float64 dtype."""
     lo, hi = (-np.inf, np.inf) if clamp is None else clamp
     b = np.zeros(w.shape[0], dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    if w.shape[0] == x.shape[1] >= _NHWC_MIN_CHANNELS and out_hw[0] * out_hw[1] <= _NHWC_MAX_OUTPUT:
+        return _depthwise_small(x, w, b, strides, dilations, begin, out_hw, lo, hi)
     return _windows(x, np.ascontiguousarray(w).reshape(w.shape[0], *w.shape[2:]), b, strides, dilations, begin,
                     out_hw, lo, hi, False)
 
@@ -140,6 +164,111 @@ def _windows(x, w, bias, strides, dilations, begin, out_hw, lo, hi, maximum) -> 
     parallel.in_ranges(x.shape[0] * x.shape[1], _WINDOW_COST * out.size * w.shape[1] * w.shape[2],
                        lambda first, stop: _window2d(x, w, bias, *geometry, t(lo), t(hi), maximum, first, stop, out))
     return out
+
+
+@njit(inline="always")
+def _dot3(w, wo, x, xo, step, cs, c):  # pragma: no cover - compiled
+    """Three taps along a row for channel c: weights at w[wo + k cs + c], inputs at x[xo + k step + c]."""
+    return (w[wo + c] * x[xo + c] + w[wo + cs + c] * x[xo + step + c]) + w[wo + cs + cs + c] * x[xo + step + step + c]
+
+
+@njit(inline="always")
+def _dot5(w, wo, x, xo, step, cs, c):  # pragma: no cover - compiled
+    """Five taps along a row for channel c (as ``_dot3``)."""
+    c2, s2 = cs + cs, step + step
+    return (((w[wo + c] * x[xo + c] + w[wo + cs + c] * x[xo + step + c])
+             + (w[wo + c2 + c] * x[xo + s2 + c] + w[wo + c2 + cs + c] * x[xo + s2 + step + c]))
+            + w[wo + c2 + c2 + c] * x[xo + s2 + s2 + c])
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _depthwise_nhwc(x, w, bias, strides, dilations, pads, lo, hi, first, stop, out):  # pragma: no cover
+    """Depthwise convolution (multiplier 1) of channels-last x (N, H, W, C) by w (kH, kW, C) plus
+    bias, clamped to [lo, hi], into out (N, OH, OW, C), for the output rows [first, stop) of N * OH.
+    Channels are the inner, contiguous loop: for each output pixel, a block of channels at a time
+    (its weights stay in L1 along the row), all taps of an interior 3x3 pixel in one pass (5x5: in
+    three, as longer expressions stop LLVM vectorising), border pixels tap by tap."""
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    out_h, out_w = out.shape[1], out.shape[2]
+    k_h, k_w = w.shape[0], w.shape[1]
+    s_h, s_w, d_h, d_w, p_t, p_l = strides[0], strides[1], dilations[0], dilations[1], pads[0], pads[1]
+    xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
+    cs = uint64(channels)
+    step, rstep, wrow = uint64(d_w) * cs, uint64(d_h * width) * cs, uint64(k_w) * cs
+    kind = 3 if k_h == 3 and k_w == 3 else 5 if k_h == 5 and k_w == 5 else 0
+    for row in range(first, stop):
+        n, oy = row // out_h, row % out_h
+        y0 = oy * s_h - p_t
+        rows_in = y0 >= 0 and y0 + (k_h - 1) * d_h < height
+        for c0 in range(0, channels, _NHWC_BLOCK):
+            cb, o = uint64(min(_NHWC_BLOCK, channels - c0)), uint64(c0)
+            for ox in range(out_w):
+                dst = uint64((n * out_h + oy) * out_w + ox) * cs + o
+                x0 = ox * s_w - p_l
+                if kind and rows_in and x0 >= 0 and x0 + (k_w - 1) * d_w < width:
+                    b0 = uint64((n * height + y0) * width + x0) * cs + o
+                    b1 = b0 + rstep
+                    b2 = b1 + rstep
+                    w1 = o + wrow
+                    w2 = w1 + wrow
+                    if kind == 3:
+                        for c in range(cb):
+                            v = bias[o + c] + ((_dot3(wf, o, xf, b0, step, cs, c) + _dot3(wf, w1, xf, b1, step, cs, c))
+                                               + _dot3(wf, w2, xf, b2, step, cs, c))
+                            v = lo if v < lo else v
+                            of[dst + c] = hi if v > hi else v
+                        continue
+                    b3 = b2 + rstep
+                    b4 = b3 + rstep
+                    w3 = w2 + wrow
+                    w4 = w3 + wrow
+                    for c in range(cb):
+                        of[dst + c] = bias[o + c] + (_dot5(wf, o, xf, b0, step, cs, c)
+                                                     + _dot5(wf, w1, xf, b1, step, cs, c))
+                    for c in range(cb):
+                        of[dst + c] += _dot5(wf, w2, xf, b2, step, cs, c) + _dot5(wf, w3, xf, b3, step, cs, c)
+                    for c in range(cb):
+                        v = of[dst + c] + _dot5(wf, w4, xf, b4, step, cs, c)
+                        v = lo if v < lo else v
+                        of[dst + c] = hi if v > hi else v
+                    continue
+                for c in range(cb):
+                    of[dst + c] = bias[o + c]
+                for ky in range(k_h):
+                    iy = y0 + ky * d_h
+                    if iy < 0 or iy >= height:
+                        continue
+                    for kx in range(k_w):
+                        ix = x0 + kx * d_w
+                        if 0 <= ix < width:
+                            b, wx = uint64((n * height + iy) * width + ix) * cs + o, uint64(ky * k_w + kx) * cs + o
+                            for c in range(cb):
+                                of[dst + c] += wf[wx + c] * xf[b + c]
+                for c in range(cb):
+                    v = of[dst + c]
+                    v = lo if v < lo else v
+                    of[dst + c] = hi if v > hi else v
+    return out
+
+
+def _depthwise_small(x: np.ndarray, w: np.ndarray, bias: np.ndarray, strides: list[int], dilations: list[int],
+                     begin: list[int], out_hw: list[int], lo: float, hi: float) -> np.ndarray:
+    """``_depthwise_nhwc`` between two numpy transposes, for a multiplier of 1 and small outputs:
+    there the per-channel loop of ``_window2d`` spends most of its time on short rows."""
+    n, c = x.shape[:2]
+    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    wt = _derived(w, _channels_last)
+    yh = np.empty((n, *out_hw, c), dtype=x.dtype)
+    geometry = [np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)]
+    t = x.dtype.type
+    parallel.in_ranges(n * out_hw[0], _WINDOW_COST * yh.size * w.shape[2] * w.shape[3],
+                       lambda first, stop: _depthwise_nhwc(xh, wt, bias, *geometry, t(lo), t(hi), first, stop, yh))
+    return np.ascontiguousarray(yh.transpose(0, 3, 1, 2))
+
+
+def _channels_last(w: np.ndarray) -> np.ndarray:
+    """Depthwise weights (C, 1, kH, kW) as (kH, kW, C)."""
+    return np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
@@ -526,20 +655,30 @@ def _winograd_output(m, bias, lo, hi, tile_row0, tiles_w, y):  # pragma: no cove
     return y
 
 
-_TRANSFORMED: dict[int, tuple[weakref.ref, np.ndarray]] = {}  # id(w) -> (w, its transform), read-only w
+_TRANSFORMED: dict[tuple[int, Callable], tuple[weakref.ref, np.ndarray]] = {}  # (id(w), build) -> (w, build(w))
 
 
-def _winograd_weights(w: np.ndarray) -> np.ndarray:
-    """The (16, M, C) transformed weights G g G^T of w (M, C, 3, 3), computed once per read-only
-    array (a session's initializers) and on every call for a writeable one."""
-    key, hit = id(w), _TRANSFORMED.get(id(w))
+def _derived(w: np.ndarray, build: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``build(w)``, computed once per read-only array (a session's initializers) and on every call
+    for a writeable one."""
+    key = (id(w), build)
+    hit = _TRANSFORMED.get(key)
     if hit is not None and hit[0]() is w:
         return hit[1]
-    kron = np.kron(_WINOGRAD_G, _WINOGRAD_G).astype(w.dtype)  # (16, 9): vec(G g G^T) = kron vec(g)
-    u = np.ascontiguousarray((w.reshape(-1, 9) @ kron.T).T.reshape(16, *w.shape[:2]))
+    u = build(w)
     if not w.flags.writeable:
         _TRANSFORMED[key] = (weakref.ref(w, lambda _, key=key: _TRANSFORMED.pop(key, None)), u)
     return u
+
+
+def _winograd_weights(w: np.ndarray) -> np.ndarray:
+    """The (16, M, C) transformed weights G g G^T of w (M, C, 3, 3) (once per read-only w)."""
+    return _derived(w, _winograd_transform)
+
+
+def _winograd_transform(w: np.ndarray) -> np.ndarray:
+    kron = np.kron(_WINOGRAD_G, _WINOGRAD_G).astype(w.dtype)  # (16, 9): vec(G g G^T) = kron vec(g)
+    return np.ascontiguousarray((w.reshape(-1, 9) @ kron.T).T.reshape(16, *w.shape[:2]))
 
 
 def winograd3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, begin: list[int], out_hw: list[int],

@@ -46,7 +46,7 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
 
         row = [1] * (2 - len(out))  # a 1-D convolution as a one-row image
         y = _jit.depthwise2d(x.reshape(x.shape[:2] + (1,) * len(row) + x.shape[2:]),
-                             w.reshape(w.shape[:2] + (1,) * len(row) + w.shape[2:]), b, row + strides,
+                             w.reshape(w.shape[:2] + (1,) * len(row) + w.shape[2:]) if row else w, b, row + strides,
                              row + dilations, [0] * len(row) + begin, row + out, clamp if z is None else None)
         y = y.reshape((n, m) + tuple(out))
         return y if z is None else _epilogue(y, None, z, clamp)
