@@ -4,8 +4,8 @@ Depthwise convolution (and max pooling, the same sliding window with max for mul
 needs one pass per kernel tap (or an im2col copy nine times the input); the loop below reads each
 input channel once into a small, cache-resident, padded buffer, accumulates the taps as long
 contiguous multiply-adds, and writes the output once with bias and clamp applied. Small outputs
-(7x7, 14x14) make those runs short, so there the input is transposed to channels-last and the
-channels are the long contiguous loop. erf (and Gelu):
+(7x7) make those runs short, so there the input is transposed to channels-last and the channels
+are the long contiguous loop. erf (and Gelu):
 its polynomial takes ~35 numpy passes; here one pass, the Horner steps on an L1-resident block.
 Sigmoid, Swish and Softmax in float32: one pass with a vectorised exp (numpy needs four or five,
 each a trip through memory, and its exp alone costs more than the whole loop); HardSigmoid and
@@ -35,10 +35,11 @@ _WINDOW_COST = 6  # a sliding-window tap
 _TRANSCENDENTAL_COST = 40  # an element of erf, sigmoid or softmax
 _BLOCK = 512
 # depthwise convolutions with at most this many output pixels per channel, and at least this many
-# channels, run channels-last (measured, 1 thread: 576 ch 7x7 5x5 228 -> 72 us, 672 ch 14x14 5x5
-# 503 -> 315, 288 ch 14x14 5x5 stride 2 158 -> 41 before the transposes, which cost ~0.5 ns an element;
-# 240 ch 28x28 loses once they are counted)
-_NHWC_MAX_OUTPUT = 14 * 14
+# channels, run channels-last. Measured in efficientnet_b0 at 1 thread, per node, transposes included:
+# 1152 ch 7x7 5x5 419 -> 255 us, 672 ch 14x14 5x5 stride 2 366 -> 214; at 14x14 outputs the kernel
+# alone gains (672 ch 5x5 503 -> 315) but the transposes, ~0.5 ns an element each way, take it back
+# (672 ch 5x5 499 -> 515, 480 ch 3x3 206 -> 222)
+_NHWC_MAX_OUTPUT = 8 * 8
 _NHWC_MIN_CHANNELS = 16
 _NHWC_BLOCK = 128  # channels per pass of the channels-last kernel: their 5x5 weights fit in L1
 
