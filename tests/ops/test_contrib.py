@@ -44,6 +44,14 @@ def test_gelus(dtype, code):
     ort_check("QuickGelu", {"X": x}, ["Y"], code, rtol=tol, atol=tol, alpha=1.5)
 
 
+def test_fast_gelu_compiled():
+    """FastGelu (tanh estimate) as x * sigmoid(2u) in one compiled pass, with and without bias."""
+    x, b = rand(3, 40, 64, scale=4), rand(64)
+    x[0, 0, :6] = [-100, -30, -12, 12, 30, 100]
+    ort_check("FastGelu", {"X": x, "bias": b}, ["Y"], rtol=1e-5, atol=1e-6)
+    ort_check("FastGelu", {"X": x}, ["Y"], rtol=1e-5, atol=1e-6)
+
+
 def test_quick_gelu_compiled_keeps_input():
     """A float32 input large enough for the compiled pass is read in place, never written."""
     x = rand(4, 32, 40, scale=4)

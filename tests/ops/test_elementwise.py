@@ -383,6 +383,16 @@ def test_activation_against_onnxruntime(op, attrs):
     check(ort_model(op, {"x": x}, TensorProto.FLOAT, 20, **attrs), {"x": x}, oracle="onnxruntime")
 
 
+@pytest.mark.parametrize("dtype, code", [(np.float32, TensorProto.FLOAT), (np.float64, TensorProto.DOUBLE)])
+def test_gelu_tanh_compiled_against_onnxruntime(dtype, code):
+    """Gelu's tanh estimate as x * sigmoid(2u): a float32 tensor large enough for the compiled pass
+    (float64 by numpy), tails included, against onnxruntime's tanh form."""
+    x = np.concatenate([rand(4000, low=-8, high=8), np.array([-100, -30, -12, 12, 30, 100, np.inf], np.float32)])
+    x = x.astype(dtype)
+    check(ort_model("Gelu", {"x": x}, code, 20, approximate="tanh"), {"x": x}, oracle="onnxruntime",
+          rtol=1e-5, atol=1e-6)
+
+
 def test_old_activation_versions_and_their_defaults():
     x = rand(4, 5, low=-3, high=3)
     x64 = x.astype(F64)

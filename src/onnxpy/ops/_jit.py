@@ -403,9 +403,16 @@ def _exp_parts(t):  # pragma: no cover - compiled
     return ((p + _EXP_POLY[5]) * r + one) * r + one, (np.int32(n) + np.int32(127)) << np.int32(23)
 
 
+@njit(inline="always")
+def _clamped_exp_parts(t):  # pragma: no cover - compiled
+    """``_exp_parts`` of t clamped to [_EXP_LO, _EXP_HI] (the limits' exp is 0 or inf to float32)."""
+    t = _EXP_LO if t < _EXP_LO else t
+    return _exp_parts(_EXP_HI if t > _EXP_HI else t)
+
+
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _sigmoid(x, alpha, times_x, out):  # pragma: no cover - compiled
-    """out = sigmoid(alpha x), times x with ``times_x``, in float32, a block at a time."""
+def _sigmoid(x, alpha, cubic, times_x, out):  # pragma: no cover - compiled
+    """out = sigmoid(alpha (x + cubic x^3)), times x with ``times_x``, in float32, a block at a time."""
     one = np.float32(1)
     power = np.empty(_BLOCK, dtype=np.int32)
     scale = power.view(np.float32)  # the same bits read as the float 2^n
@@ -413,11 +420,13 @@ def _sigmoid(x, alpha, times_x, out):  # pragma: no cover - compiled
     for start in range(0, x.size, _BLOCK):
         size = min(_BLOCK, x.size - start)
         xb, ob = x[start:start + size], out[start:start + size]
-        for i in range(size):  # exp(-alpha x) = poly * scale
-            t = -alpha * xb[i]
-            t = _EXP_LO if t < _EXP_LO else t
-            t = _EXP_HI if t > _EXP_HI else t
-            poly[i], power[i] = _exp_parts(t)
+        if cubic == 0:  # (not cubic times x^3: that is NaN for infinite x)
+            for i in range(size):  # exp(-alpha x) = poly * scale
+                poly[i], power[i] = _clamped_exp_parts(-alpha * xb[i])
+        else:
+            for i in range(size):
+                v = xb[i]
+                poly[i], power[i] = _clamped_exp_parts(-alpha * (v + cubic * v * v * v))
         if times_x:
             for i in range(size):
                 ob[i] = xb[i] / (one + poly[i] * scale[i])
@@ -427,13 +436,13 @@ def _sigmoid(x, alpha, times_x, out):  # pragma: no cover - compiled
     return out
 
 
-def sigmoid(x: np.ndarray, alpha: float, times_x: bool) -> np.ndarray:
-    """``sigmoid(alpha x)``, or ``x sigmoid(alpha x)`` with ``times_x``, of a float32 array, in one pass."""
+def sigmoid(x: np.ndarray, alpha: float, times_x: bool, cubic: float = 0.0) -> np.ndarray:
+    """``sigmoid(alpha (x + cubic x^3))``, times x with ``times_x``, of a float32 array, in one pass."""
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
-    a = np.float32(alpha)
+    a, c = np.float32(alpha), np.float32(cubic)
     parallel.in_ranges(flat.size, _TRANSCENDENTAL_COST * flat.size,
-                       lambda lo, hi: _sigmoid(flat[lo:hi], a, times_x, out[lo:hi]))
+                       lambda lo, hi: _sigmoid(flat[lo:hi], a, c, times_x, out[lo:hi]))
     return out.reshape(x.shape)
 
 

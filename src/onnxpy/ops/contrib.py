@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 from onnxpy import parallel
-from onnxpy.ops._helpers import gelu as gelu_of, hard_sigmoid, layer_norm_rows, sigmoid, swish
+from onnxpy.ops._helpers import gelu as gelu_of, gelu_tanh, hard_sigmoid, layer_norm_rows, sigmoid, swish
 from onnxpy.ops.conv import conv, convolve
 from onnxpy.ops.quantize import dequantize, dynamic_quantize_linear, quantize
 from onnxpy.ops.rnn import lstm
@@ -73,9 +73,7 @@ def bias_gelu(A, B):
 @kernel("FastGelu", since=1, domain=MS)
 def fast_gelu(X, bias=None):
     """Tanh approximation of Gelu of ``X + bias``."""
-    x = _work(X if bias is None else X + bias)
-    inner = np.float32(np.sqrt(2 / np.pi)) * (x + np.float32(0.044715) * x * x * x)
-    return (0.5 * x * (1 + np.tanh(inner))).astype(X.dtype)
+    return gelu_tanh(_work(X if bias is None else X + bias)).astype(X.dtype, copy=False)
 
 
 @kernel("QuickGelu", since=1, domain=MS)

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 from typing import Any, Callable
 
 import ml_dtypes
 import numpy as np
 
 from onnxpy import ir, parallel
-from onnxpy.ops._helpers import (erf, gelu as gelu_of, hard_sigmoid as hard_sigmoid_of, normalize_axis, sigmoid,
-                                 swish as swish_of)
+from onnxpy.ops._helpers import (erf, gelu as gelu_of, gelu_tanh, hard_sigmoid as hard_sigmoid_of, normalize_axis,
+                                 sigmoid, swish as swish_of)
 from onnxpy.registry import kernel
 
 _KEYWORD = inspect.Parameter.KEYWORD_ONLY
@@ -358,11 +357,7 @@ def gelu(x, *, approximate="none"):
         return gelu_of(np.asarray(x))
     if approximate != "tanh":
         raise ValueError(f"approximate must be 'none' or 'tanh', not {approximate!r}")
-    cdf = np.tanh((x + _scalar(x, 0.044715) * x * x * x) * _scalar(x, math.sqrt(2 / math.pi)))
-    cdf += _scalar(x, 1)  # cdf is a new array: finish in place
-    cdf *= x
-    cdf *= _scalar(x, 0.5)
-    return np.asarray(cdf)
+    return gelu_tanh(np.asarray(x))
 
 
 @kernel("Swish", since=24)
