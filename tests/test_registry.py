@@ -67,3 +67,30 @@ def test_attributes_and_defaults_match_every_served_schema(spec):
             elif attr.default_value.type != onnx.AttributeProto.UNDEFINED:
                 want = helper.get_attribute_value(attr.default_value)
                 assert _same(default, want), f"{spec.op_type}-{version}.{name}: default {default!r} != {want!r}"
+
+
+def test_attributes_read_from_code_match_the_signature():
+    """Every kernel's attributes, required attributes and ctx flag (read from its code object at
+    registration) are those its signature declares as keyword-only."""
+    for spec in REGISTRY:
+        params = [p for p in inspect.signature(spec.fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        names = {p.name for p in params} - {"ctx"}
+        assert spec.attributes == names, spec.op_type
+        assert spec.required == {p.name for p in params if p.default is inspect.Parameter.empty} - {"ctx"}
+        assert spec.wants_ctx == any(p.name == "ctx" for p in params)
+
+
+def test_kernels_that_are_not_plain_functions_are_read_by_signature():
+    import functools
+
+    from onnxpy.registry import Registry
+
+    def base(x, *, alpha=1.0, mode):
+        return x
+
+    registry = Registry()
+    registry.kernel("A", since=1)(functools.partial(base, mode="m"))
+    registry.kernel("B", since=1)(functools.wraps(base)(lambda x, *, beta: x))
+    a, b = registry.resolve("", "A", 1), registry.resolve("", "B", 1)
+    assert a.attributes == {"alpha", "mode"} and a.required == set()
+    assert b.attributes == {"alpha", "mode"} and b.required == {"mode"}  # the signature of what it wraps
