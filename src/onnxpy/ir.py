@@ -6,7 +6,7 @@ knows about protobuf: ``loader`` converts to and from it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Union
+from typing import Any, Union
 
 import numpy as np
 import ml_dtypes
@@ -133,12 +133,16 @@ class Node:
         dom = f"{self.domain}." if self.domain else ""
         return f"{dom}{self.op_type} node {self.name!r}" if self.name else f"unnamed {dom}{self.op_type} node"
 
-    def subgraphs(self) -> Iterator["Graph"]:
+    def subgraphs(self) -> list["Graph"]:
+        """The graphs among the attributes (a list, not a generator: passes ask every node, and most
+        have none)."""
+        found = []
         for value in self.attributes.values():
             if isinstance(value, Graph):
-                yield value
-            elif isinstance(value, list):
-                yield from (v for v in value if isinstance(v, Graph))
+                found.append(value)
+            elif isinstance(value, list) and value and isinstance(value[0], Graph):  # lists are of one kind
+                found.extend(value)
+        return found
 
 
 @dataclass(eq=False)
