@@ -367,6 +367,76 @@ def test_conv_hard_sigmoid_stays_an_activation(case):
     np.testing.assert_allclose(got[0], session.run(None, feeds)[0], rtol=1e-5, atol=1e-6)
 
 
+def _conv_swish_model(xs, ws, activation, pads, strides, group=1, dtype=np.float32, second_reader=False):
+    """Conv then HardSwish, Swish (opset 24) or x * Sigmoid(x) (which fuse_swish makes QuickGelu)."""
+    code = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    inits = [_const("w", _x(*ws).astype(dtype)), _const("b", _x(ws[0]).astype(dtype))]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=pads, strides=strides, group=group)]
+    if activation == "SiLU":
+        nodes += [helper.make_node("Sigmoid", ["c"], ["s"]), helper.make_node("Mul", ["c", "s"], ["y"])]
+    else:
+        nodes.append(helper.make_node(activation, ["c"], ["y"], **({"alpha": 0.7} if activation == "Swish" else {})))
+    outputs = [helper.make_tensor_value_info("y", code, None)]
+    if second_reader:
+        outputs.append(helper.make_tensor_value_info("c", code, None))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", code, list(xs))], outputs,
+                              initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 24 if activation == "Swish" else 17)])
+
+
+SWISH_PATHS = [  # x shape, w shape, pads, strides, group: the convolution path the activation follows
+    ((1, 32, 64, 64), (64, 32, 1, 1), [0, 0, 0, 0], [1, 1], 1),   # 1x1 GEMM in bands: the epilogue
+    ((1, 96, 7, 7), (576, 96, 1, 1), [0, 0, 0, 0], [1, 1], 1),    # one small GEMM: the compiled epilogue
+    ((1, 8, 1, 1), (16, 8, 1, 1), [0, 0, 0, 0], [1, 1], 1),       # a squeeze-and-excitation conv: numpy
+    ((1, 3, 33, 34), (16, 3, 3, 3), [1, 1, 1, 1], [2, 2], 1),     # im2col + GEMM: the epilogue
+    ((1, 8, 40, 42), (6, 8, 3, 3), [1, 1, 1, 1], [1, 1], 1),      # Winograd: after the convolution
+    ((1, 24, 14, 14), (24, 1, 3, 3), [1, 1, 1, 1], [1, 1], 24),   # depthwise: after the convolution
+]
+
+
+@pytest.mark.skipif(REGISTRY.resolve("ai.onnxpy", "FusedConv", 1) is None, reason="no ai.onnxpy FusedConv kernel")
+@pytest.mark.parametrize("xs, ws, pads, strides, group", SWISH_PATHS)
+@pytest.mark.parametrize("activation", ["HardSwish", "SiLU", "Swish"])
+def test_conv_swish_fuses_into_the_onnxpy_fused_conv(xs, ws, pads, strides, group, activation):
+    proto, x = _conv_swish_model(xs, ws, activation, pads, strides, group), 2 * _x(*xs)
+    model = loader.from_proto(proto)
+    if activation == "SiLU":
+        assert fuse_swish(model, REGISTRY)
+    assert fuse_conv_activation(model, REGISTRY)
+    (fused,) = model.graph.nodes
+    assert (fused.domain, fused.op_type) == ("ai.onnxpy", "FusedConv")
+    assert fused.attributes["activation"] == {"HardSwish": "HardSwish"}.get(activation, "QuickGelu")
+    if activation != "HardSwish":
+        np.testing.assert_allclose(fused.attributes["activation_params"], [0.7 if activation == "Swish" else 1.0])
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(_run(model, x)[0], session.run(None, {"x": x})[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(REGISTRY.resolve("ai.onnxpy", "FusedConv", 1) is None, reason="no ai.onnxpy FusedConv kernel")
+@pytest.mark.parametrize("activation", ["HardSwish", "SiLU"])
+def test_conv_swish_in_float64(activation):
+    # float64: HardSwish in the compiled epilogue, Swish (a float32 exp there) after the convolution
+    xs, ws, pads, strides, group = SWISH_PATHS[0]
+    proto = _conv_swish_model(xs, ws, activation, pads, strides, group, dtype=np.float64)
+    x = 2 * RNG.standard_normal(xs)
+    model = loader.from_proto(proto)
+    fuse_swish(model, REGISTRY)
+    assert fuse_conv_activation(model, REGISTRY) and model.graph.nodes[0].domain == "ai.onnxpy"
+    # onnxruntime has no float64 Conv: the unfused graph (its Conv checked against PyTorch elsewhere)
+    np.testing.assert_allclose(_run(model, x)[0], _run(loader.from_proto(proto), x)[0], rtol=1e-10, atol=1e-12)
+
+
+def test_conv_swish_stays_without_the_kernel_or_with_another_reader():
+    proto = _conv_swish_model((1, 8, 5, 5), (4, 8, 1, 1), "HardSwish", [0, 0, 0, 0], [1, 1], second_reader=True)
+    model = loader.from_proto(proto)
+    assert not fuse_conv_activation(model, REGISTRY)  # the Conv's output is also a graph output
+    registry = REGISTRY.copy()
+    registry._kernels.pop(("ai.onnxpy", "FusedConv"), None)
+    model = loader.from_proto(_conv_swish_model((1, 8, 5, 5), (4, 8, 1, 1), "HardSwish", [0, 0, 0, 0], [1, 1]))
+    assert not fuse_conv_activation(model, registry)
+    assert [n.op_type for n in model.graph.nodes] == ["Conv", "HardSwish"]
+
+
 def test_conv_add_of_a_broadcast_tensor_stays():
     # FusedConv's Z must have the output's shape: a per-channel tensor is left to Add
     _check(_conv_residual_model("conv first", "Relu", z_shape=(3, 1, 1)), fuse_conv_activation, [_x(1, 3, 5, 5)])

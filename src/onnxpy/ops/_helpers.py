@@ -124,6 +124,19 @@ def _erf_or_gelu(x: np.ndarray, fused_gelu: bool) -> np.ndarray:
     return _jit.erf(x.astype(work, copy=False), coefficients, radius, fused_gelu).astype(x.dtype, copy=False)
 
 
+# Activations a convolution's epilogue applies while its output is in cache (``_jit.finish``), as
+# ``(code, alpha)`` pairs: x * HardSigmoid(x, 1/6, 0.5), and x * sigmoid(alpha x)
+HARD_SWISH, SWISH = 1, 2
+
+
+def late_activation(y: np.ndarray, activation: tuple[int, float] | None) -> np.ndarray:
+    """``activation`` applied to y after the fact (where the epilogue could not): a new array."""
+    if activation is None:
+        return y
+    code, alpha = activation
+    return hard_sigmoid(y, 1 / 6, 0.5, times_x=True) if code == HARD_SWISH else swish(y, alpha)
+
+
 # Element-wise ops run compiled (``_jit``) from this many elements: below it numpy's passes stay in
 # L1 and cost within 15% (measured on sigmoid), not worth loading numba for in a model of small
 # tensors; at 1.2M elements sigmoid's compiled pass takes 1.4 ms, numpy's four 2.5 ms.

@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, uint64
 
 from onnxpy import parallel
+from onnxpy.ops._helpers import HARD_SWISH, SWISH
 
 _CHUNK = uint64(1024)
 # the time of one unit of work, in GEMM multiply-adds (measured), to size pieces for threads
@@ -272,8 +273,16 @@ def _channels_last(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
-def _finish(y, bias, z, with_z, lo, hi, k0, k1, c0, c1):  # pragma: no cover - compiled
+NO_ACTIVATION = 0  # and _helpers' HARD_SWISH, SWISH: the activations the GEMM epilogue applies
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _finish(y, bias, z, with_z, lo, hi, act, alpha, k0, k1, c0, c1):  # pragma: no cover - compiled
+    one, zero, sixth, half = y.dtype.type(1), y.dtype.type(0), y.dtype.type(1 / 6), y.dtype.type(0.5)
+    width = c1 - c0 if act == SWISH else 0
+    power = np.empty(width, dtype=np.int32)  # swish's exp as in _sigmoid (float32 only)
+    scale = power.view(np.float32)
+    poly = np.empty(width, dtype=np.float32)
     for k in range(k0, k1):
         row, b = y[k], bias[k]
         if with_z:
@@ -287,16 +296,29 @@ def _finish(y, bias, z, with_z, lo, hi, k0, k1, c0, c1):  # pragma: no cover - c
             v = row[j]
             v = lo if v < lo else v
             row[j] = hi if v > hi else v
+        if act == HARD_SWISH:
+            for j in range(uint64(c0), uint64(c1)):
+                v = row[j]
+                g = v * sixth + half
+                g = zero if g < zero else g
+                row[j] = v * (one if g > one else g)
+        elif act == SWISH:
+            seg = row[c0:c1]
+            for j in range(uint64(width)):
+                poly[j], power[j] = _clamped_exp_parts(np.float32(-alpha * seg[j]))
+            for j in range(uint64(width)):
+                seg[j] = seg[j] / (one + poly[j] * scale[j])
 
 
 def finish(y: np.ndarray, bias: np.ndarray, z: np.ndarray | None, clamp: tuple[float, float] | None,
-           rows: tuple[int, int], cols: tuple[int, int]) -> None:
+           rows: tuple[int, int], cols: tuple[int, int], activation: tuple[int, float] = (NO_ACTIVATION, 0.0)) -> None:
     """The block ``rows`` x ``cols`` of the contiguous (M, L) GEMM output y, in place: plus bias
-    (M,), plus z (of y's shape) when given, clamped to ``clamp`` when given (NaN stays NaN), in one
-    pass."""
+    (M,), plus z (of y's shape) when given, clamped to ``clamp`` when given (NaN stays NaN), then
+    ``activation`` (code, alpha): HARD_SWISH, or SWISH ``y sigmoid(alpha y)`` for float32 y, in one
+    pass while the block is in cache."""
     lo, hi = (-np.inf, np.inf) if clamp is None else clamp
     t = y.dtype.type
-    _finish(y, bias, y if z is None else z, z is not None, t(lo), t(hi), *rows, *cols)
+    _finish(y, bias, y if z is None else z, z is not None, t(lo), t(hi), activation[0], t(activation[1]), *rows, *cols)
 
 
 @njit(cache=True, nogil=True)

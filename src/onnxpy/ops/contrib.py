@@ -7,7 +7,8 @@ import re
 import numpy as np
 
 from onnxpy import parallel
-from onnxpy.ops._helpers import gelu as gelu_of, gelu_tanh, hard_sigmoid, layer_norm_rows, sigmoid, swish
+from onnxpy.ops._helpers import (HARD_SWISH, SWISH, gelu as gelu_of, gelu_tanh, hard_sigmoid, layer_norm_rows,
+                                 sigmoid, swish)
 from onnxpy.ops.conv import conv, convolve
 from onnxpy.ops.quantize import dequantize, dynamic_quantize_linear, quantize
 from onnxpy.ops.rnn import lstm
@@ -92,6 +93,24 @@ def fused_conv(X, W, B=None, Z=None, *, activation=None, activation_params=None,
     y = convolve(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
                  pads=pads, strides=strides, clamp=clamp, z=Z)
     return y if clamp is not None else _activate(y, activation, activation_params)
+
+
+# activations onnxruntime's FusedConv lacks, which the convolution's epilogue applies where it can:
+# from their activation_params to (code, alpha) for ``convolve``
+_EPILOGUES = {"HardSwish": lambda p: (HARD_SWISH, 0.0), "QuickGelu": lambda p: (SWISH, p[0] if p else 1.702)}
+
+
+@kernel("FusedConv", since=1, domain="ai.onnxpy")
+def fused_conv_onnxpy(X, W, B=None, Z=None, *, activation=None, activation_params=None, auto_pad="NOTSET",
+                      dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
+    """``com.microsoft::FusedConv`` plus HardSwish and QuickGelu [alpha] (x sigmoid(alpha x), which
+    is Swish and SiLU), fused by ``passes/fuse_activation.py``: the convolution applies them to each
+    block of its output while it is in cache (GEMM paths; the others after the convolution)."""
+    if activation not in _EPILOGUES:
+        return fused_conv(X, W, B, Z, activation=activation, activation_params=activation_params, auto_pad=auto_pad,
+                          dilations=dilations, group=group, kernel_shape=kernel_shape, pads=pads, strides=strides)
+    return convolve(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
+                    pads=pads, strides=strides, z=Z, activation=_EPILOGUES[activation](activation_params))
 
 
 @kernel("FusedGemm", since=1, domain=MS)

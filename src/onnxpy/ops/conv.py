@@ -19,7 +19,8 @@ from typing import Sequence
 import numpy as np
 
 from onnxpy import parallel
-from onnxpy.ops._helpers import JIT_FLOATS, JIT_MIN_SIZE, compute_dtype, pad_spatial, per_axis, window_geometry, windows
+from onnxpy.ops._helpers import (HARD_SWISH, JIT_FLOATS, JIT_MIN_SIZE, compute_dtype, late_activation, pad_spatial,
+                                 per_axis, window_geometry, windows)
 from onnxpy.registry import kernel
 
 _WINOGRAD_MIN_TILES = 25  # 2x2 output tiles below which 3x3 Winograd loses to im2col + GEMM (measured: 16
@@ -32,10 +33,11 @@ _EPILOGUE_BUDGET = 1 << 20  # output elements of a 1x1 convolution's GEMM band, 
 
 def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, strides: list[int],
           dilations: list[int], begin: list[int], end: list[int], out: list[int],
-          clamp: tuple[float, float] | None = None, z: np.ndarray | None = None) -> np.ndarray:
+          clamp: tuple[float, float] | None = None, z: np.ndarray | None = None,
+          activation: tuple[int, float] | None = None) -> np.ndarray:
     """Grouped N-D convolution of x (N, C, ...) by w (M, C/group, ...) plus bias b, plus ``z`` (of
-    the output's shape) when given, then clamped to ``clamp = (lo, hi)`` when given, in x's dtype
-    (float32 or wider)."""
+    the output's shape) when given, then clamped to ``clamp = (lo, hi)`` when given, then given an
+    ``activation`` (``_helpers.HARD_SWISH`` or ``SWISH``, alpha), in x's dtype (float32 or wider)."""
     n, c = x.shape[:2]
     m, cg = w.shape[:2]
     if cg * group != c or m % group:
@@ -49,14 +51,14 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
                              w.reshape(w.shape[:2] + (1,) * len(row) + w.shape[2:]) if row else w, b, row + strides,
                              row + dilations, [0] * len(row) + begin, row + out, clamp if z is None else None)
         y = y.reshape((n, m) + tuple(out))
-        return y if z is None else _epilogue(y, None, z, clamp)
+        return late_activation(y if z is None else _epilogue(y, None, z, clamp), activation)
     if (group == 1 and w.shape[2:] == (3, 3) and strides == [1, 1] and dilations == [1, 1] and c >= 8
             and x.dtype in JIT_FLOATS and -(-out[0] // 2) * -(-out[1] // 2) >= _WINOGRAD_MIN_TILES):
         from onnxpy.ops import _jit
 
         y = _jit.winograd3x3(x, w, b, begin, out, clamp if z is None else None)
-        return y if z is None else _epilogue(y, None, z, clamp)
-    return _gemm_conv(x, w, b, z, clamp, group, strides, dilations, begin, end, out)
+        return late_activation(y if z is None else _epilogue(y, None, z, clamp), activation)
+    return _gemm_conv(x, w, b, z, clamp, activation, group, strides, dilations, begin, end, out)
 
 
 def _epilogue(y: np.ndarray, b: np.ndarray | None, z: np.ndarray | None,
@@ -102,17 +104,22 @@ def _gemm_tasks(n: int, c: int, m: int, ksize: int, group: int, out: tuple[int, 
 
 
 def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray | None,
-               clamp: tuple[float, float] | None, group: int, strides: list[int], dilations: list[int],
-               begin: list[int], end: list[int], out: list[int]) -> np.ndarray:
+               clamp: tuple[float, float] | None, activation: tuple[int, float] | None, group: int,
+               strides: list[int], dilations: list[int], begin: list[int], end: list[int],
+               out: list[int]) -> np.ndarray:
     """im2col + GEMM a block of output channels by a band of output columns at a time, each block
-    finished (bias, z, clamp) while it is still in cache; the blocks are spread over the session's
-    threads (``_gemm_tasks``)."""
+    finished (bias, z, clamp, activation) while it is still in cache; the blocks are spread over the
+    session's threads (``_gemm_tasks``)."""
     n, c = x.shape[:2]
     m, cg = w.shape[:2]
     k_shape = w.shape[2:]
     ksize, length = math.prod(k_shape), math.prod(out)
     wg = w.reshape(group, m // group, cg * ksize)
     compiled = x.dtype in JIT_FLOATS
+    # the epilogue's swish is float32 (its exp); other activations, or dtypes, follow the convolution
+    fused = activation if compiled and (activation is None or activation[0] == HARD_SWISH
+                                        or x.dtype == np.float32) else None
+    later = None if fused is not None else activation
     one_by_one = ksize == 1 and not any(begin) and not any(end)
     small = (one_by_one and n == 1 and group == 1 and strides.count(1) == len(strides)
              and m * length <= _EPILOGUE_BUDGET and parallel.serial(m * c * length))
@@ -120,14 +127,16 @@ def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray
         y = np.matmul(wg[0], x.reshape(c, length))
         z2 = None if z is None else z.reshape(m, length)
         if not compiled or y.size < JIT_MIN_SIZE:
-            return _epilogue(y, None if b is None else b.reshape(m, 1), z2, clamp).reshape((1, m) + tuple(out))
+            y = _epilogue(y, None if b is None else b.reshape(m, 1), z2, clamp)
+            return late_activation(y, activation).reshape((1, m) + tuple(out))
     if compiled:
         from onnxpy.ops import _jit
     bias = np.zeros(m, x.dtype) if b is None and compiled else b
     bias = None if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     if small:
-        _jit.finish(y, bias, None if z2 is None else np.ascontiguousarray(z2), clamp, (0, m), (0, length))
-        return y.reshape((1, m) + tuple(out))
+        _jit.finish(y, bias, None if z2 is None else np.ascontiguousarray(z2), clamp, (0, m), (0, length),
+                    fused or (_jit.NO_ACTIVATION, 0.0))
+        return late_activation(y, later).reshape((1, m) + tuple(out))
     y = np.empty((n, m) + tuple(out), dtype=x.dtype)
     z = None if z is None else np.ascontiguousarray(z)
     tasks, rows, inner = _gemm_tasks(n, c, m, ksize, group, tuple(out), one_by_one, parallel.threads())
@@ -135,7 +144,7 @@ def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray
     def finish(i: int, ks: tuple[int, int], c0: int, c1: int) -> None:
         yi, zi = y[i].reshape(m, length), None if z is None else z[i].reshape(m, length)
         if compiled:
-            _jit.finish(yi, bias, zi, clamp, ks, (c0, c1))
+            _jit.finish(yi, bias, zi, clamp, ks, (c0, c1), fused or (_jit.NO_ACTIVATION, 0.0))
         else:
             _epilogue(yi[ks[0]:ks[1], c0:c1], None if bias is None else bias[ks[0]:ks[1], None],
                       None if zi is None else zi[ks[0]:ks[1], c0:c1], clamp)
@@ -150,7 +159,7 @@ def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray
             finish(i, (k0, k1), c0, c1)
 
         parallel.for_each(gemm, len(tasks))
-        return y
+        return late_activation(y, later)
     gathered = compiled and len(k_shape) == 2
     if not gathered:
         win = windows(pad_spatial(x, begin, end), k_shape, strides, dilations, out)
@@ -170,7 +179,7 @@ def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray
         finish(i, (k0, k1), r0 * inner, r1 * inner)
 
     parallel.for_each(gemm, len(tasks))
-    return y
+    return late_activation(y, later)
 
 
 def _col2im(cols: np.ndarray, strides: list[int], dilations: list[int], begin: list[int],
@@ -226,9 +235,11 @@ def _geometry(in_shape: tuple[int, ...], k_shape: tuple[int, ...], strides: tupl
 
 
 def convolve(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
-             strides=None, clamp: tuple[float, float] | None = None, z: np.ndarray | None = None) -> np.ndarray:
-    """Conv, plus ``z`` (a residual of the output's shape) and then clamped to ``clamp = (lo, hi)``
-    when given, while each band of the output is still in cache (FusedConv)."""
+             strides=None, clamp: tuple[float, float] | None = None, z: np.ndarray | None = None,
+             activation: tuple[int, float] | None = None) -> np.ndarray:
+    """Conv, plus ``z`` (a residual of the output's shape), then clamped to ``clamp = (lo, hi)``,
+    then given an ``activation`` (``_helpers.HARD_SWISH`` or ``SWISH``, alpha), each when given,
+    while each band of the output is still in cache where the path allows (FusedConv)."""
     if x.ndim < 3 or w.ndim != x.ndim:
         raise ValueError(f"Conv expects X and W of the same rank >= 3, got {x.shape} and {w.shape}")
     _check_kernel_shape(kernel_shape, w)
@@ -238,7 +249,7 @@ def convolve(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel
         raise ValueError(f"the sum input Z has shape {z.shape}, expected the output's {(x.shape[0], w.shape[0], *out)}")
     ct = compute_dtype(x.dtype)
     return _conv(x.astype(ct, copy=False), w.astype(ct, copy=False), b, group, strides, dilations, begin, end,
-                 out, clamp, z).astype(x.dtype, copy=False)
+                 out, clamp, z, activation).astype(x.dtype, copy=False)
 
 
 @kernel("ConvTranspose", since=1)

@@ -3,7 +3,9 @@ both → ``com.microsoft::FusedConv`` (the added tensor is its input ``Z``), onl
 has a FusedConv kernel (contrib ops are optional); otherwise the pass changes nothing.
 
 Activations and their ``activation_params`` follow onnxruntime's FusedConv: Relu, Tanh, Sigmoid,
-LeakyRelu [alpha], HardSigmoid [alpha, beta], Clip [min, max] (constant bounds). A HardSigmoid on a
+LeakyRelu [alpha], HardSigmoid [alpha, beta], Clip [min, max] (constant bounds). A Conv followed by
+HardSwish, Swish or QuickGelu (activations onnxruntime's FusedConv lacks) becomes
+``ai.onnxpy::FusedConv`` instead, whose epilogue applies them (where its kernel is registered). A HardSigmoid on a
 Conv with constant weights and no residual becomes a Clip [0, 1]: ``alpha * y + beta`` moves into
 the weights and bias, and the clamp costs nothing (the convolution applies it as it writes).
 """
@@ -17,13 +19,29 @@ from onnxpy.registry import Registry
 
 DEFAULTS = {"Relu": [], "Tanh": [], "Sigmoid": [], "LeakyRelu": [("alpha", 0.01)],
             "HardSigmoid": [("alpha", 0.2), ("beta", 0.5)]}
+ONNXPY = "ai.onnxpy"
+# activations onnxruntime's FusedConv lacks -> ai.onnxpy::FusedConv's (activation, activation_params)
+EPILOGUES = {("", "HardSwish"): lambda attrs: ("HardSwish", []),
+             ("", "Swish"): lambda attrs: ("QuickGelu", [float(attrs.get("alpha", 1.0))]),
+             ("com.microsoft", "QuickGelu"): lambda attrs: ("QuickGelu", [float(attrs.get("alpha", 1.702))])}
 
 
 def fuse_conv_activation(model: ir.Model, registry: Registry) -> bool:
     if registry.resolve("com.microsoft", "FusedConv", 1) is None:
         return False
 
+    extended = registry.resolve(ONNXPY, "FusedConv", 1) is not None
+
     def rewrite(node: ir.Node, index: Index):
+        if extended and node.inputs and (node.domain, node.op_type) in EPILOGUES:
+            conv = index.op(node.inputs[0], "Conv")
+            if conv is None or not index.private(conv.outputs[0]):
+                return None
+            import_domain(model, ONNXPY)
+            name, params = EPILOGUES[node.domain, node.op_type](node.attributes)
+            attrs = {**conv.attributes, "activation": name, **({"activation_params": params} if params else {})}
+            return [conv, node], node, ir.Node("FusedConv", list(conv.inputs), list(node.outputs), attrs,
+                                               domain=ONNXPY, name=f"{conv.name}/fused")
         if node.domain or not node.inputs:
             return None
         if node.op_type == "Add":
