@@ -94,6 +94,9 @@ def test_conv_im2col_in_row_bands(monkeypatch, xs, ws):
     ((1, 32, 7, 10), (32, 1, 3, 5), [1, 2], [1, 1], [1, 2, 1, 2]),      # neither 3x3 nor 5x5
     ((1, 20, 3, 4), (20, 1, 5, 5), [1, 1], [1, 1], [2, 2, 2, 2]),       # no interior pixel
     ((2, 16, 50), (16, 1, 3), [1], [1], [1, 1]),                       # 1-D, channels-last
+    # one input channel: windows up to 31 output channels, im2col + GEMM from 32 (conv._MAX_WINDOW_MULTIPLIER)
+    ((2, 1, 20, 21), (16, 1, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1]),
+    ((2, 1, 20, 21), (64, 1, 5, 5), [1, 1], [1, 1], [2, 2, 2, 2]),
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_conv_depthwise(xs, ws, strides, dilations, pads, dtype):
