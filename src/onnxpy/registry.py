@@ -104,11 +104,11 @@ def _spec(fn: Callable, op_type: str, domain: str, since: int) -> KernelSpec:
 def _keyword_only(fn: Callable) -> tuple[tuple[str, ...], frozenset[str]]:
     """fn's keyword-only parameters and those of them with defaults: read from a plain function's
     code object (inspect.signature, for ~400 kernels, was a quarter of the package's import time)."""
-    code = getattr(fn, "__code__", None)
-    if code is None or getattr(fn, "__wrapped__", None) is not None or not isinstance(fn, types.FunctionType):
+    if not isinstance(fn, types.FunctionType) or hasattr(fn, "__wrapped__"):
         params = inspect.signature(fn).parameters.values()
         kwonly = {p.name: p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
         return tuple(kwonly), frozenset(n for n, p in kwonly.items() if p.default is not inspect.Parameter.empty)
+    code = fn.__code__
     names = code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount]
     return names, frozenset(fn.__kwdefaults__ or ())
 

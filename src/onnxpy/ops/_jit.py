@@ -273,9 +273,6 @@ def _channels_last(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
 
 
-NO_ACTIVATION = 0  # and _helpers' HARD_SWISH, SWISH: the activations the GEMM epilogue applies
-
-
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _finish(y, bias, z, with_z, lo, hi, act, alpha, k0, k1, c0, c1):  # pragma: no cover - compiled
     one, zero, sixth, half = y.dtype.type(1), y.dtype.type(0), y.dtype.type(1 / 6), y.dtype.type(0.5)
@@ -311,14 +308,15 @@ def _finish(y, bias, z, with_z, lo, hi, act, alpha, k0, k1, c0, c1):  # pragma: 
 
 
 def finish(y: np.ndarray, bias: np.ndarray, z: np.ndarray | None, clamp: tuple[float, float] | None,
-           rows: tuple[int, int], cols: tuple[int, int], activation: tuple[int, float] = (NO_ACTIVATION, 0.0)) -> None:
+           rows: tuple[int, int], cols: tuple[int, int], activation: tuple[int, float] | None = None) -> None:
     """The block ``rows`` x ``cols`` of the contiguous (M, L) GEMM output y, in place: plus bias
     (M,), plus z (of y's shape) when given, clamped to ``clamp`` when given (NaN stays NaN), then
-    ``activation`` (code, alpha): HARD_SWISH, or SWISH ``y sigmoid(alpha y)`` for float32 y, in one
-    pass while the block is in cache."""
+    ``activation`` when given, (code, alpha): _helpers' HARD_SWISH, or SWISH ``y sigmoid(alpha y)``
+    for float32 y, in one pass while the block is in cache."""
     lo, hi = (-np.inf, np.inf) if clamp is None else clamp
+    code, alpha = (0, 0.0) if activation is None else activation  # 0: none
     t = y.dtype.type
-    _finish(y, bias, y if z is None else z, z is not None, t(lo), t(hi), activation[0], t(activation[1]), *rows, *cols)
+    _finish(y, bias, y if z is None else z, z is not None, t(lo), t(hi), code, t(alpha), *rows, *cols)
 
 
 @njit(cache=True, nogil=True)

@@ -139,8 +139,7 @@ def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray
     bias = np.zeros(m, x.dtype) if b is None and compiled else b
     bias = None if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     if small:
-        _jit.finish(y, bias, None if z2 is None else np.ascontiguousarray(z2), clamp, (0, m), (0, length),
-                    fused or (_jit.NO_ACTIVATION, 0.0))
+        _jit.finish(y, bias, None if z2 is None else np.ascontiguousarray(z2), clamp, (0, m), (0, length), fused)
         return late_activation(y, later).reshape((1, m) + tuple(out))
     y = np.empty((n, m) + tuple(out), dtype=x.dtype)
     z = None if z is None else np.ascontiguousarray(z)
@@ -149,7 +148,7 @@ def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray
     def finish(i: int, ks: tuple[int, int], c0: int, c1: int) -> None:
         yi, zi = y[i].reshape(m, length), None if z is None else z[i].reshape(m, length)
         if compiled:
-            _jit.finish(yi, bias, zi, clamp, ks, (c0, c1), fused or (_jit.NO_ACTIVATION, 0.0))
+            _jit.finish(yi, bias, zi, clamp, ks, (c0, c1), fused)
         else:
             _epilogue(yi[ks[0]:ks[1], c0:c1], None if bias is None else bias[ks[0]:ks[1], None],
                       None if zi is None else zi[ks[0]:ks[1], c0:c1], clamp)

@@ -10,6 +10,8 @@ from onnxpy import ir
 from onnxpy.passes._uses import fixed_inputs
 
 
+ONNXPY = "ai.onnxpy"  # the domain of onnxpy's own fused operators
+
 # Constant's value attributes (sparse and string forms are left alone) and their dtypes.
 CONSTANT_FORMS = {"value": None, "value_float": np.float32, "value_floats": np.float32,
                   "value_int": np.int64, "value_ints": np.int64}

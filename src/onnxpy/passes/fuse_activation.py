@@ -5,21 +5,21 @@ has a FusedConv kernel (contrib ops are optional); otherwise the pass changes no
 Activations and their ``activation_params`` follow onnxruntime's FusedConv: Relu, Tanh, Sigmoid,
 LeakyRelu [alpha], HardSigmoid [alpha, beta], Clip [min, max] (constant bounds). A Conv followed by
 HardSwish, Swish or QuickGelu (activations onnxruntime's FusedConv lacks) becomes
-``ai.onnxpy::FusedConv`` instead, whose epilogue applies them (where its kernel is registered). A HardSigmoid on a
-Conv with constant weights and no residual becomes a Clip [0, 1]: ``alpha * y + beta`` moves into
-the weights and bias, and the clamp costs nothing (the convolution applies it as it writes).
+``ai.onnxpy::FusedConv`` instead, whose epilogue applies them (where its kernel is registered). A
+HardSigmoid on a Conv with constant weights and no residual becomes a Clip [0, 1]: ``alpha * y +
+beta`` moves into the weights and bias, and the clamp costs nothing (the convolution applies it as
+it writes).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.passes._match import Index, import_domain, rewrite_each
+from onnxpy.passes._match import ONNXPY, Index, import_domain, rewrite_each
 from onnxpy.registry import Registry
 
 DEFAULTS = {"Relu": [], "Tanh": [], "Sigmoid": [], "LeakyRelu": [("alpha", 0.01)],
             "HardSigmoid": [("alpha", 0.2), ("beta", 0.5)]}
-ONNXPY = "ai.onnxpy"
 # activations onnxruntime's FusedConv lacks -> ai.onnxpy::FusedConv's (activation, activation_params)
 EPILOGUES = {("", "HardSwish"): lambda attrs: ("HardSwish", []),
              ("", "Swish"): lambda attrs: ("QuickGelu", [float(attrs.get("alpha", 1.0))]),

@@ -15,10 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.passes._match import Index, import_domain, other_input, rewrite_each
+from onnxpy.passes._match import ONNXPY, Index, import_domain, other_input, rewrite_each
 from onnxpy.registry import Registry
 
-ONNXPY = "ai.onnxpy"
 FLOATS = frozenset(np.dtype(t) for t in (np.float32, np.float64))
 
 
