@@ -200,6 +200,51 @@ def test_session_threads_default_to_the_usable_cpus():
     assert _session(model, threads=3)._pool.threads == 3
 
 
+@pytest.mark.parametrize("user_threads", [1, 2])
+def test_a_run_holds_blas_at_one_thread_and_restores_the_callers_setting(monkeypatch, user_threads):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from onnxpy import session as session_module
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    during = []
+
+    def recording(plan, values):
+        during.append(blas_threads())
+        return execute(plan, values)
+
+    execute = session_module.execute
+    monkeypatch.setattr(session_module, "execute", recording)
+    feeds = {"X": np.ones((2, 2), np.float32)}
+    sess = _session(node_model("Relu", feeds, ["Y"], opset=17, output_types={"Y": 1}), threads=2)
+    with threadpool_limits(limits=user_threads, user_api="blas"):
+        expected_after = blas_threads()
+        for _ in range(2):
+            np.testing.assert_array_equal(sess.run(None, feeds)[0], feeds["X"])
+            assert blas_threads() == expected_after
+    assert during and all(threads and set(threads) == {1} for threads in during)
+    assert expected_after and set(expected_after) == {user_threads}
+    # a run from another, still living, thread leaves this thread able to set limits
+    ran, finish = threading.Event(), threading.Event()
+
+    def worker():
+        sess.run(None, feeds)
+        ran.set()
+        finish.wait(10)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert ran.wait(10)
+        with threadpool_limits(limits=3, user_api="blas"):
+            assert set(blas_threads()) == {3}
+    finally:
+        finish.set()
+        thread.join()
+
+
 @pytest.mark.parametrize("op, domain, attrs", [
     ("Sigmoid", "", {}),
     ("HardSigmoid", "", {"alpha": 0.3, "beta": 0.4}),

@@ -5,6 +5,7 @@ lives here.
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import os
@@ -12,7 +13,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -302,16 +303,31 @@ def _choose_providers(providers: Sequence[Any] | None, options: Sequence[dict] |
     return names, opts
 
 
-_CONTROLLER = None
-_CONTROLLER_LOCK = threading.Lock()
+_BLAS_LIBRARIES = None
+_BLAS_LOCK = threading.Lock()
 
 
-def _one_blas_thread():
-    """Hold BLAS at one thread for a run: the session's pool does the parallel work (``parallel``)."""
-    global _CONTROLLER
-    with _CONTROLLER_LOCK:
-        if _CONTROLLER is None:
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Hold BLAS at one thread for a run: the session's pool does the parallel work (``parallel``).
+    Only the libraries not already at one thread are set, and set back afterwards (about 5 us a
+    run where threadpoolctl's ``limit``, which surveys every library, takes 20). Setting OpenBLAS
+    makes the calling thread threadpoolctl's controlling one: control is released after the run,
+    as ``limit`` does, so that other threads can still set limits."""
+    global _BLAS_LIBRARIES
+    with _BLAS_LOCK:
+        if _BLAS_LIBRARIES is None:
             from threadpoolctl import ThreadpoolController
 
-            _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+            _BLAS_LIBRARIES = ThreadpoolController().select(user_api="blas").lib_controllers
+    changed = [(lib, threads) for lib in _BLAS_LIBRARIES if (threads := lib.get_num_threads()) != 1]
+    for lib, _ in changed:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, threads in changed:
+            lib.set_num_threads(threads)
+            release = getattr(lib, "clear_controlling_thread", None)  # OpenBLAS controllers only
+            if release is not None:
+                release()
