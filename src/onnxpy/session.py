@@ -311,7 +311,8 @@ _BLAS_LOCK = threading.Lock()
 def _one_blas_thread() -> Iterator[None]:
     """Hold BLAS at one thread for a run: the session's pool does the parallel work (``parallel``).
     Only the libraries not already at one thread are set, and set back afterwards (about 5 us a
-    run where threadpoolctl's ``limit``, which surveys every library, takes 20). Setting OpenBLAS
+    run where threadpoolctl's ``limit``, which surveys every library, takes 20); one whose count
+    threadpoolctl cannot read (None) is left alone, having no value to restore. Setting OpenBLAS
     makes the calling thread threadpoolctl's controlling one: control is released after the run,
     as ``limit`` does, so that other threads can still set limits."""
     global _BLAS_LIBRARIES
@@ -320,7 +321,7 @@ def _one_blas_thread() -> Iterator[None]:
             from threadpoolctl import ThreadpoolController
 
             _BLAS_LIBRARIES = ThreadpoolController().select(user_api="blas").lib_controllers
-    changed = [(lib, threads) for lib in _BLAS_LIBRARIES if (threads := lib.get_num_threads()) != 1]
+    changed = [(lib, threads) for lib in _BLAS_LIBRARIES if (threads := lib.get_num_threads()) not in (None, 1)]
     for lib, _ in changed:
         lib.set_num_threads(1)
     try:
