@@ -391,3 +391,15 @@ def test_causal_conv_with_state(k, with_bias, with_past, activation, length):
     model = node_model("CausalConvWithState", inputs, ["y", "state"], opset=27, activation=activation)
     feeds = {n: v for n, v in inputs.items() if n}
     check(model, feeds, expected=list(causal_conv_numpy(x, w, b, past, activation)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("clamp", [(0.0, np.inf), (-np.inf, 0.5), (0.0, 6.0), (0.3, -0.2), (-np.inf, np.inf)])
+def test_the_numpy_epilogue_clamps_as_np_clip_and_propagates_nan(dtype, clamp):
+    """The epilogue small convolutions finish with: bias, residual, then the clamp, NaN kept (as np.clip)."""
+    y, b, z = rand(16, 3, dtype=dtype), rand(16, 1, dtype=dtype), rand(16, 3, dtype=dtype)
+    y[2, 1], y[5, 0], z[7, 2] = np.nan, np.inf, -np.inf
+    expected = np.clip(y + b + z, *(dtype(v) for v in clamp))
+    result = conv_module._epilogue(y, b, z, clamp)
+    assert result is y and result.dtype == dtype
+    np.testing.assert_array_equal(result, expected)
