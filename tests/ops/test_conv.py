@@ -109,6 +109,26 @@ def test_conv_depthwise(xs, ws, strides, dilations, pads, dtype):
           rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("xs, ws, strides, pads", [
+    ((1, 3, 11, 12), (3, 1, 3, 3), [1, 1], [1, 1, 1, 1]),
+    ((1, 3, 11, 12), (6, 1, 5, 5), [1, 1], [2, 2, 2, 2]),      # 25 taps: the last pass has one missing tap
+    ((2, 2, 13, 13), (2, 1, 7, 7), [2, 2], [3, 3, 3, 3]),      # 49 taps, stride 2
+    ((1, 4, 20), (4, 1, 5), [1], [2, 2]),                      # 1-D
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_depthwise_keeps_infinities(xs, ws, strides, pads, dtype):
+    """Infinite inputs give infinite outputs, not NaN: the sliding-window kernel's missing third taps
+    (weight 0) read padding, never an input's inf (0 x inf is NaN). Weights are positive, so no inf
+    meets a -inf in a window and PyTorch's result has no NaN."""
+    x, w, b = rand(*xs, dtype=dtype), np.abs(rand(*ws, dtype=dtype)) + 0.1, rand(ws[0], dtype=dtype)
+    x.reshape(-1)[[5, 17]] = np.inf
+    x.reshape(-1)[-3] = -np.inf
+    expected = torch_conv(x, w, b, strides, [1] * len(strides), pads, xs[1])
+    assert np.isinf(expected).any() and not np.isnan(expected).any()
+    model = node_model("Conv", {"x": x, "w": w, "b": b}, ["y"], opset=22, strides=strides, pads=pads, group=xs[1])
+    check(model, {"x": x, "w": w, "b": b}, expected=[expected], rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("xs, ws", [((1, 8, 1, 1), (16, 8, 1, 1)), ((1, 96, 7, 7), (576, 96, 1, 1))])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])

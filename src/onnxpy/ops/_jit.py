@@ -60,15 +60,16 @@ def _window2d(x, w, bias, strides, dilations, pads, lo, hi, maximum, first, stop
     plane_h = out_h + ((k_h - 1) * dilations[0]) // s_h + 1
     plane_w = out_w + ((k_w - 1) * dilations[1]) // s_w + 1
     fill = -np.inf if maximum else 0  # the padding, written once: channels overwrite only the input
-    planes = np.full(s_h * s_w * plane_h * plane_w + plane_w, fill, dtype=x.dtype)
+    run = uint64(out_h * plane_w)
+    spare = uint64(s_h * s_w * plane_h * plane_w + plane_w)  # then a run of padding only: the missing
+    # third taps read it (their weight 0 times an input's inf would be NaN)
+    planes = np.full(spare + run, fill, dtype=x.dtype)
     acc = np.empty(out_h * plane_w, dtype=x.dtype)
     xf, of = x.reshape(-1), out.reshape(-1)
-    run = uint64(out_h * plane_w)
     taps = k_h * k_w
     groups = -(-taps // 3)  # taps are taken three at a time (one accumulator pass for three)
-    tap_start = np.zeros(3 * groups, dtype=np.uint64)  # where each tap's run starts in ``planes``
-    tap_weight = np.zeros((m_out, 3 * groups), dtype=x.dtype)  # the missing third taps weigh 0 (or,
-    # pooling, repeat the first tap)
+    tap_start = np.full(3 * groups, spare, dtype=np.uint64)  # where each tap's run starts in ``planes``
+    tap_weight = np.zeros((m_out, 3 * groups), dtype=x.dtype)  # the missing third taps weigh 0
     for ky in range(k_h):
         dy = ky * dilations[0]
         for kx in range(k_w):
