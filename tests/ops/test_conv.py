@@ -94,6 +94,13 @@ def test_conv_im2col_in_row_bands(monkeypatch, xs, ws):
     ((1, 32, 7, 10), (32, 1, 3, 5), [1, 2], [1, 1], [1, 2, 1, 2]),      # neither 3x3 nor 5x5
     ((1, 20, 3, 4), (20, 1, 5, 5), [1, 1], [1, 1], [2, 2, 2, 2]),       # no interior pixel
     ((2, 16, 50), (16, 1, 3), [1], [1], [1, 1]),                       # 1-D, channels-last
+    # stride 1, output of the input's size, rows of at most 32: flat runs (_jit._depthwise_flat)
+    ((1, 40, 14, 14), (40, 1, 5, 5), [1, 1], [1, 1], [2, 2, 2, 2]),
+    ((2, 3, 12, 11), (6, 1, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1]),       # multiplier 2
+    ((1, 4, 13, 9), (4, 1, 3, 3), [1, 1], [2, 2], [2, 2, 2, 2]),        # dilated
+    ((1, 5, 10, 12), (5, 1, 2, 3), [1, 1], [1, 1], [0, 2, 1, 0]),       # asymmetric: all padding on one side
+    ((1, 2, 3, 4), (2, 1, 5, 5), [1, 1], [1, 1], [2, 2, 2, 2]),         # kernel wider than the image
+    ((1, 3, 9, 40), (3, 1, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1]),        # rows of 40: sliding windows
     # one input channel: windows up to 31 output channels, im2col + GEMM from 32 (conv._MAX_WINDOW_MULTIPLIER)
     ((2, 1, 20, 21), (16, 1, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1]),
     ((2, 1, 20, 21), (64, 1, 5, 5), [1, 1], [1, 1], [2, 2, 2, 2]),
@@ -113,12 +120,13 @@ def test_conv_depthwise(xs, ws, strides, dilations, pads, dtype):
     ((1, 3, 11, 12), (3, 1, 3, 3), [1, 1], [1, 1, 1, 1]),
     ((1, 3, 11, 12), (6, 1, 5, 5), [1, 1], [2, 2, 2, 2]),      # 25 taps: the last pass has one missing tap
     ((2, 2, 13, 13), (2, 1, 7, 7), [2, 2], [3, 3, 3, 3]),      # 49 taps, stride 2
+    ((1, 3, 9, 40), (3, 1, 5, 5), [1, 1], [2, 2, 2, 2]),       # rows of 40: sliding windows
     ((1, 4, 20), (4, 1, 5), [1], [2, 2]),                      # 1-D
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv_depthwise_keeps_infinities(xs, ws, strides, pads, dtype):
-    """Infinite inputs give infinite outputs, not NaN: the sliding-window kernel's missing third taps
-    (weight 0) read padding, never an input's inf (0 x inf is NaN). Weights are positive, so no inf
+    """Infinite inputs give infinite outputs, not NaN: the missing third taps (weight 0) of the
+    sliding-window and flat kernels read zeros, never an input's inf (0 x inf is NaN). Weights are positive, so no inf
     meets a -inf in a window and PyTorch's result has no NaN."""
     x, w, b = rand(*xs, dtype=dtype), np.abs(rand(*ws, dtype=dtype)) + 0.1, rand(ws[0], dtype=dtype)
     x.reshape(-1)[[5, 17]] = np.inf
