@@ -101,35 +101,42 @@ def _window2d(x, w, bias, strides, dilations, pads, lo, hi, maximum, first, stop
             dx = kx * dilations[1]
             tap_start[ky * k_w + kx] = (((dy % s_h) * s_w + dx % s_w) * plane_h + dy // s_h) * plane_w + dx // s_w
     tap_weight = _tap_weights(w, 0 if maximum else m_out, groups)
+    phase = plane_h * plane_w
+    # stride 2: input column 2t goes to column phase even_q, plane column t + even_j; 2t + 1 to odd_q, t + odd_j
+    even_q, even_j = pads[1] % 2, pads[1] // 2
+    odd_q, odd_j = (pads[1] + 1) % 2, (pads[1] + 1) // 2
+    pairs = max(0, min(width // 2, plane_w - even_j, plane_w - odd_j))  # columns 2t, 2t + 1 both in the planes
     for item in range(first, stop):  # (batch, channel) pairs
         n, c = item // channels, item % channels
         src0 = uint64(item * height * width)
         for r in range(s_h):
-            i0 = max(0, -((r - pads[0]) // s_h))
+            i0 = max(0, -((r - pads[0]) // s_h))  # the plane rows that hold input rows
             i1 = min(plane_h, (height - 1 - r + pads[0]) // s_h + 1)
-            both0, both1 = 0, 0  # plane columns a stride-2 row copies for both phases in one pass
-            if s_w == 2:
-                both0 = max(0, -((0 - pads[1]) // 2), -((1 - pads[1]) // 2))
-                both1 = max(both0, min(plane_w, (width - 1 + pads[1]) // 2 + 1, (width - 2 + pads[1]) // 2 + 1))
-                pair, other = uint64(both1 - both0), uint64(plane_h * plane_w)
+            if s_w == 2:  # one pass per input row: its even and odd columns go to the two column phases
                 for i in range(i0, i1):
-                    src = src0 + uint64((i * s_h + r - pads[0]) * width + 2 * both0 - pads[1])
-                    dst = uint64((2 * r * plane_h + i) * plane_w + both0)
-                    for j in range(pair):
-                        planes[dst + j] = xf[src + j + j]
-                        planes[dst + other + j] = xf[src + j + j + uint64(1)]
-            for q in range(s_w):
+                    src = src0 + uint64((i * s_h + r - pads[0]) * width)
+                    base = (2 * r * plane_h + i) * plane_w
+                    dst_even = uint64(base + even_q * phase + even_j)
+                    dst_odd = uint64(base + odd_q * phase + odd_j)
+                    for t in range(uint64(pairs)):
+                        planes[dst_even + t] = xf[src + t + t]
+                        planes[dst_odd + t] = xf[src + t + t + uint64(1)]
+                    for col in range(2 * pairs, width):  # an odd width's last column, or past the pairs' planes
+                        j = (col + pads[1]) // 2
+                        if j < plane_w:
+                            planes[uint64(base + (col + pads[1]) % 2 * phase + j)] = xf[src + uint64(col)]
+                continue
+            for q in range(s_w):  # other strides: a pass per plane row and column phase
                 j0 = max(0, -((q - pads[1]) // s_w))
                 j1 = min(plane_w, (width - 1 - q + pads[1]) // s_w + 1)
-                for a, b in ((j0, min(j1, both0)), (max(j0, both1), j1)):
-                    if b <= a:
-                        continue
-                    count, step = uint64(b - a), uint64(s_w)
-                    for i in range(i0, i1):
-                        src = src0 + uint64((i * s_h + r - pads[0]) * width + a * s_w + q - pads[1])
-                        dst = uint64(((r * s_w + q) * plane_h + i) * plane_w + a)
-                        for j in range(count):
-                            planes[dst + j] = xf[src + j * step]
+                if j1 <= j0:
+                    continue
+                count, step = uint64(j1 - j0), uint64(s_w)
+                for i in range(i0, i1):
+                    src = src0 + uint64((i * s_h + r - pads[0]) * width + j0 * s_w + q - pads[1])
+                    dst = uint64(((r * s_w + q) * plane_h + i) * plane_w + j0)
+                    for j in range(count):
+                        planes[dst + j] = xf[src + j * step]
         for m in range(c * mult, (c + 1) * mult):
             b = fill if maximum else bias[m]
             for start in range(0, run, _CHUNK):  # a chunk of the accumulator stays in L1 over all taps
