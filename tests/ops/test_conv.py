@@ -431,3 +431,34 @@ def test_the_numpy_epilogue_clamps_as_np_clip_and_propagates_nan(dtype, clamp):
     result = conv_module._epilogue(y, b, z, clamp)
     assert result is y and result.dtype == dtype
     np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("dtype, activation", [  # the epilogue's Swish is float32 only (conv applies
+    (np.float32, None), (np.float32, "hard_swish"), (np.float32, "swish"),  # float64's afterwards)
+    (np.float64, None), (np.float64, "hard_swish")])
+@pytest.mark.parametrize("clamp", [None, (0.0, 6.0), (-np.inf, 0.5)])
+@pytest.mark.parametrize("with_z", [False, True])
+def test_the_compiled_epilogue_against_numpy(dtype, activation, clamp, with_z):
+    """The GEMM paths' compiled epilogue (_jit.finish) on a block of rows and columns (not a multiple
+    of its 512-column blocks): bias, residual, clamp (NaN kept), then HardSwish or Swish, against
+    numpy; outside the block nothing changes."""
+    from onnxpy.ops import _jit
+    from onnxpy.ops._helpers import HARD_SWISH, SWISH
+
+    y, b, z = rand(7, 1300, dtype=dtype) * 5, rand(7, dtype=dtype), rand(7, 1300, dtype=dtype)
+    y[2, 100], y[3, 700], y[4, 1200], z[5, 40] = np.nan, np.inf, -np.inf, np.inf
+    rows, cols = (1, 6), (30, 1290)
+    block = (slice(*rows), slice(*cols))
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, inf * 0 and exp's overflow: as in the kernel
+        v = y[block] + (b[1:6, None] + z[block] if with_z else b[1:6, None])
+        if clamp is not None:
+            v = np.minimum(np.maximum(v, clamp[0]), clamp[1])
+        if activation == "hard_swish":
+            v = v * np.clip(v / 6 + 0.5, 0, 1)
+        elif activation == "swish":
+            v = v / (1 + np.exp(-1.5 * v.astype(np.float64))).astype(dtype)
+    expected = y.copy()
+    expected[block] = v
+    code = {None: None, "hard_swish": (HARD_SWISH, 0.0), "swish": (SWISH, 1.5)}[activation]
+    _jit.finish(y, b, z if with_z else None, clamp, rows, cols, code)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6, equal_nan=True)

@@ -372,36 +372,32 @@ def _channels_last(w: np.ndarray) -> np.ndarray:
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _finish(y, bias, z, with_z, lo, hi, act, alpha, k0, k1, c0, c1):  # pragma: no cover - compiled
+    """``finish`` on rows [k0, k1), columns [c0, c1), a block of columns at a time: bias, z, the clamp
+    (only when a bound is finite) and HardSwish in one pass; Swish's exp in two more (see _sigmoid)."""
     one, zero, sixth, half = y.dtype.type(1), y.dtype.type(0), y.dtype.type(1 / 6), y.dtype.type(0.5)
-    width = c1 - c0 if act == SWISH else 0
-    power = np.empty(width, dtype=np.int32)  # swish's exp as in _sigmoid (float32 only)
+    clamp = lo > -np.inf or hi < np.inf
+    power = np.empty(_BLOCK, dtype=np.int32)  # swish's exp as in _sigmoid (float32 only)
     scale = power.view(np.float32)
-    poly = np.empty(width, dtype=np.float32)
+    poly = np.empty(_BLOCK, dtype=np.float32)
     for k in range(k0, k1):
-        row, b = y[k], bias[k]
-        if with_z:
-            extra = z[k]
-            for j in range(uint64(c0), uint64(c1)):
-                row[j] += b + extra[j]
-        else:
-            for j in range(uint64(c0), uint64(c1)):
-                row[j] += b
-        for j in range(uint64(c0), uint64(c1)):
-            v = row[j]
-            v = lo if v < lo else v
-            row[j] = hi if v > hi else v
-        if act == HARD_SWISH:
-            for j in range(uint64(c0), uint64(c1)):
-                v = row[j]
-                g = v * sixth + half
-                g = zero if g < zero else g
-                row[j] = v * (one if g > one else g)
-        elif act == SWISH:
-            seg = row[c0:c1]
-            for j in range(uint64(width)):
-                poly[j], power[j] = _clamped_exp_parts(np.float32(-alpha * seg[j]))
-            for j in range(uint64(width)):
-                seg[j] = seg[j] / (one + poly[j] * scale[j])
+        row, extra, b = y[k], z[k], bias[k]
+        for start in range(uint64(c0), uint64(c1), uint64(_BLOCK)):
+            size = min(uint64(_BLOCK), uint64(c1) - start)
+            for j in range(size):
+                v = row[start + j] + (b + extra[start + j] if with_z else b)
+                if clamp:
+                    v = lo if v < lo else v
+                    v = hi if v > hi else v
+                if act == HARD_SWISH:
+                    g = v * sixth + half
+                    g = zero if g < zero else g
+                    v = v * (one if g > one else g)
+                row[start + j] = v
+            if act == SWISH:  # in the pass above, the exp's parts would stop it vectorising
+                for j in range(size):
+                    poly[j], power[j] = _clamped_exp_parts(np.float32(-alpha * row[start + j]))
+                for j in range(size):
+                    row[start + j] = row[start + j] / (one + poly[j] * scale[j])
 
 
 def finish(y: np.ndarray, bias: np.ndarray, z: np.ndarray | None, clamp: tuple[float, float] | None,
