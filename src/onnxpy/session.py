@@ -310,12 +310,13 @@ _BLAS_LOCK = threading.Lock()
 @contextlib.contextmanager
 def _one_blas_thread() -> Iterator[None]:
     """Hold BLAS at one thread for a run: the session's pool does the parallel work (``parallel``).
+
     The libraries are those loaded when a session first runs in the process (numpy's among them,
-    loaded before onnxpy). Only the libraries not already at one thread are set, and set back afterwards (about 5 us a
-    run where threadpoolctl's ``limit``, which surveys every library, takes 20); one whose count
-    threadpoolctl cannot read (None) is left alone, having no value to restore. Setting OpenBLAS
-    makes the calling thread threadpoolctl's controlling one: control is released after the run,
-    as ``limit`` does, so that other threads can still set limits."""
+    loaded before onnxpy). Only those not already at one thread are set, and set back afterwards:
+    about 5 us a run, where threadpoolctl's ``limit``, which surveys every library, takes 20. One
+    whose count threadpoolctl cannot read (None) is left alone, having no value to restore. Setting
+    OpenBLAS makes the calling thread threadpoolctl's controlling one: control is released after the
+    run, as ``limit`` does, so that other threads can still set limits."""
     global _BLAS_LIBRARIES
     with _BLAS_LOCK:
         if _BLAS_LIBRARIES is None:
