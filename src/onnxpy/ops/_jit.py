@@ -235,16 +235,8 @@ def depthwise2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: 
     b = np.zeros(w.shape[0], dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     if w.shape[0] == x.shape[1] >= _NHWC_MIN_CHANNELS and out_hw[0] * out_hw[1] <= _NHWC_MAX_OUTPUT:
         return _depthwise_small(x, w, b, strides, dilations, begin, out_hw, lo, hi)
-    w = np.ascontiguousarray(w).reshape(w.shape[0], *w.shape[2:])
-    if list(strides) == [1, 1] and list(out_hw) == list(x.shape[2:]) and x.shape[3] <= _FLAT_MAX_WIDTH:
-        out = np.empty(x.shape[:1] + (w.shape[0],) + x.shape[2:], dtype=x.dtype)
-        x = np.ascontiguousarray(x)
-        geometry = [np.asarray(v, dtype=np.int64) for v in (dilations, begin)]
-        t = x.dtype.type
-        parallel.in_ranges(x.shape[0] * x.shape[1], _WINDOW_COST * out.size * w.shape[1] * w.shape[2],
-                           lambda first, stop: _depthwise_flat(x, w, b, *geometry, t(lo), t(hi), first, stop, out))
-        return out
-    return _windows(x, w, b, strides, dilations, begin, out_hw, lo, hi, False)
+    return _windows(x, np.ascontiguousarray(w).reshape(w.shape[0], *w.shape[2:]), b, strides, dilations, begin,
+                    out_hw, lo, hi, False)
 
 
 def max_pool2d(x: np.ndarray, kernel: list[int], strides: list[int], dilations: list[int], begin: list[int],
@@ -256,12 +248,23 @@ def max_pool2d(x: np.ndarray, kernel: list[int], strides: list[int], dilations: 
 
 
 def _windows(x, w, bias, strides, dilations, begin, out_hw, lo, hi, maximum) -> np.ndarray:
+    """``_window2d`` over the session's threads by (batch, channel) pairs; for a convolution at
+    stride 1 whose output has the input's size and whose rows are short, ``_depthwise_flat``."""
     out = np.empty(x.shape[:1] + (x.shape[1] if maximum else w.shape[0],) + tuple(out_hw), dtype=x.dtype)
     t = x.dtype.type
     x = np.ascontiguousarray(x)
-    geometry = [np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)]
-    parallel.in_ranges(x.shape[0] * x.shape[1], _WINDOW_COST * out.size * w.shape[1] * w.shape[2],
-                       lambda first, stop: _window2d(x, w, bias, *geometry, t(lo), t(hi), maximum, first, stop, out))
+    if (not maximum and list(strides) == [1, 1] and list(out_hw) == list(x.shape[2:])
+            and x.shape[3] <= _FLAT_MAX_WIDTH):
+        dilations, begin = (np.asarray(v, dtype=np.int64) for v in (dilations, begin))
+
+        def run(first: int, stop: int) -> None:
+            _depthwise_flat(x, w, bias, dilations, begin, t(lo), t(hi), first, stop, out)
+    else:
+        geometry = [np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)]
+
+        def run(first: int, stop: int) -> None:
+            _window2d(x, w, bias, *geometry, t(lo), t(hi), maximum, first, stop, out)
+    parallel.in_ranges(x.shape[0] * x.shape[1], _WINDOW_COST * out.size * w.shape[1] * w.shape[2], run)
     return out
 
 
