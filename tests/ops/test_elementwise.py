@@ -205,6 +205,29 @@ def test_arithmetic_against_onnxruntime(op, dtype):
     check(ort_model(op, {"a": a, "b": b}, elem(dtype), 14), {"a": a, "b": b}, oracle="onnxruntime", rtol=1e-3)
 
 
+# one operand holding one value per row of the other (a per-channel scale or shift) runs compiled
+# from JIT_MIN_SIZE elements; the last case's leading axes differ and stay with numpy's broadcasting
+PER_ROW_SHAPES = [((1, 40, 1, 1), (1, 40, 9, 9)), ((2, 24, 1, 1), (2, 24, 7, 7)), ((3, 30, 1), (3, 30, 50)),
+                  ((64, 1), (64, 33)), ((1, 1, 12, 1), (1, 1, 12, 300)), ((24, 1, 1), (2, 24, 7, 7))]
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div"])
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("shapes", PER_ROW_SHAPES, ids=str)
+@pytest.mark.parametrize("small_first", [False, True])
+def test_per_row_arithmetic_against_onnxruntime(op, dtype, shapes, small_first):
+    small, big = rand(*shapes[0], dtype=dtype, low=0.5), rand(*shapes[1], dtype=dtype, low=0.5)
+    small.reshape(-1)[:4] = [np.inf, -np.inf, np.nan, 0.0]
+    big.reshape(-1)[:3] = [np.inf, np.nan, 0.0]
+    a, b = (small, big) if small_first else (big, small)
+    before = a.copy(), b.copy()
+    got = check(ort_model(op, {"a": a, "b": b}, elem(dtype), 14), {"a": a, "b": b}, oracle="onnxruntime",
+                rtol=0, atol=0)
+    np.testing.assert_array_equal(a, before[0])
+    np.testing.assert_array_equal(b, before[1])
+    assert got[0].flags.c_contiguous
+
+
 def test_integer_division_truncates_toward_zero():
     a = np.array([7, -7, 7, -7, 6, 0], np.int32)
     b = np.array([2, 2, -2, -2, -3, -5], np.int32)

@@ -6,6 +6,7 @@ import math
 
 import ml_dtypes
 import numpy as np
+import onnx
 import onnx.defs
 import pytest
 from onnx import AttributeProto, helper
@@ -137,6 +138,37 @@ def test_reduce_float_dtypes_preserved(op, dtype):
     model, feeds = reduce_model(op, x, [1], 18, keepdims=1)
     want = NUMPY_REDUCE[op](x.astype(np.float64), (1,), True).astype(dtype)
     check(model, feeds, expected=[want], rtol=1e-2)
+
+
+# sums over the trailing axes of float32/float64 run as one matrix-vector product (``trailing_sums``)
+TRAILING_CASES = [((1, 40, 9, 9), (2, 3)), ((2, 24, 7, 7), (-2, -1)), ((3, 50, 70), (2,)), ((2, 3, 4, 5), (1, 2, 3)),
+                  ((6, 7), (0, 1)), ((2, 3, 4, 5), (1, 3))]
+
+
+@pytest.mark.parametrize("op", ["ReduceSum", "ReduceMean"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,axes", TRAILING_CASES, ids=str)
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_reduce_over_trailing_axes(op, dtype, shape, axes, keepdims):
+    x = RNG.uniform(-2.0, 2.0, size=shape).astype(dtype)
+    x.reshape(-1)[0] = np.inf
+    model, feeds = reduce_model(op, x, axes, 18, keepdims=keepdims)
+    want = NUMPY_REDUCE[op](x.astype(np.float64), axes, bool(keepdims)).astype(dtype)
+    check(model, feeds, expected=[want], rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_reduce_sum_of_a_transposed_input():
+    """A non-contiguous input (the Transpose's output view) takes numpy's reduction."""
+    x = RNG.uniform(-2.0, 2.0, size=(5, 6, 70)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["x"], ["t"], perm=[2, 0, 1]),
+         helper.make_node("ReduceSum", ["t", "axes"], ["y"], keepdims=0)], "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        initializer=[onnx.numpy_helper.from_array(np.array([1, 2], np.int64), "axes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    check(model, {"x": x}, expected=[x.astype(np.float64).sum(axis=(0, 1)).astype(np.float32)], rtol=1e-5)
 
 
 def test_reduce_log_sum_exp_is_stable():

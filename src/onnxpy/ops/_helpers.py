@@ -9,6 +9,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from numpy.polynomial import chebyshev
 
+from onnxpy import parallel
+
 
 def normalize_axis(axis: int, rank: int) -> int:
     """A possibly negative axis as an index in ``[0, rank)``; raises ValueError when out of range."""
@@ -175,6 +177,35 @@ def softmax(x: np.ndarray, axis: int = -1, empty_rows_zero: bool = False) -> np.
             total[total == 0] = 1
         np.divide(dst, total, out=dst)
     return out.reshape(x.shape)
+
+
+def trailing_sums(x: np.ndarray, count: int) -> np.ndarray:
+    """Sums of a C-contiguous float32 or float64 x over its last ``count`` axes (shape: the leading
+    axes), as one BLAS matrix-vector product with ones: numpy's reduction over several axes makes an
+    inner-loop call per row, 3-5x slower."""
+    lead = x.shape[:x.ndim - count]
+    rows = x.reshape(math.prod(lead), -1)
+    return (rows @ np.ones(rows.shape[1], dtype=x.dtype)).reshape(lead)
+
+
+def arithmetic(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``ufunc(a, b)`` (np.add, np.subtract, np.multiply or np.divide) with numpy broadcasting. Where
+    one operand holds one value per row of the other (a per-channel scale or shift: (N, C, 1, 1)
+    against (N, C, H, W)), both float32 or both float64 and the larger C-contiguous with at least
+    ``JIT_MIN_SIZE`` elements, in one compiled pass (``_jit.per_row``); otherwise numpy's, split
+    over the pool's threads."""
+    big, small = (a, b) if a.size >= b.size else (b, a)
+    if (a.dtype == b.dtype and a.dtype in JIT_FLOATS and big.size >= JIT_MIN_SIZE and 1 < small.size < big.size
+            and small.ndim <= big.ndim and big.flags.c_contiguous):
+        shape = (1,) * (big.ndim - small.ndim) + small.shape
+        lead = len(shape)
+        while shape[lead - 1] == 1:  # stops at a dimension above 1, as small has more than one element
+            lead -= 1
+        if shape[:lead] == big.shape[:lead]:
+            from onnxpy.ops import _jit
+
+            return _jit.per_row(ufunc, big, small, small is a)
+    return parallel.binary(ufunc, a, b)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

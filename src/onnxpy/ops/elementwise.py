@@ -14,9 +14,9 @@ from typing import Any, Callable
 import ml_dtypes
 import numpy as np
 
-from onnxpy import ir, parallel
-from onnxpy.ops._helpers import (erf, gelu as gelu_of, gelu_tanh, hard_sigmoid as hard_sigmoid_of, normalize_axis,
-                                 sigmoid, swish as swish_of)
+from onnxpy import ir
+from onnxpy.ops._helpers import (arithmetic, erf, gelu as gelu_of, gelu_tanh, hard_sigmoid as hard_sigmoid_of,
+                                 normalize_axis, sigmoid, swish as swish_of)
 from onnxpy.registry import kernel
 
 _KEYWORD = inspect.Parameter.KEYWORD_ONLY
@@ -143,7 +143,7 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         q, r = np.divmod(a, b)
         q += (r != 0) & ((a < 0) != (b < 0))
         return q
-    return np.divide(a, b)
+    return arithmetic(np.divide, a, b)
 
 
 def _pow(base: np.ndarray, exponent: np.ndarray) -> np.ndarray:
@@ -165,16 +165,18 @@ _UNARY_SINCE_1 = {  # opset 1 has `consumed_inputs`, opset 6 drops it
     "Abs": np.abs, "Ceil": np.ceil, "Exp": np.exp, "Floor": np.floor, "Log": np.log, "Neg": np.negative,
     "Reciprocal": np.reciprocal, "Relu": _relu, "Sigmoid": sigmoid, "Sqrt": np.sqrt, "Tanh": np.tanh,
 }
+
+
 def _add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return parallel.binary(np.add, a, b)
+    return arithmetic(np.add, a, b)
 
 
 def _subtract(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return parallel.binary(np.subtract, a, b)
+    return arithmetic(np.subtract, a, b)
 
 
 def _multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return parallel.binary(np.multiply, a, b)
+    return arithmetic(np.multiply, a, b)
 
 
 _ARITHMETIC = {"Add": _add, "Sub": _subtract, "Mul": _multiply, "Div": _div}  # legacy forms at 1 and 6

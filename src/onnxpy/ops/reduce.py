@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from onnxpy.ops._helpers import normalize_axes, normalize_axis, scalar_int, softmax, widen
+from onnxpy.ops._helpers import JIT_FLOATS, normalize_axes, normalize_axis, scalar_int, softmax, trailing_sums, widen
 from onnxpy.registry import kernel
 
 
@@ -25,9 +25,18 @@ def _extreme(ufunc: np.ufunc, lowest: bool) -> Callable:
     return reduce
 
 
+def _sum(x, axes, keepdims):
+    """np.add.reduce; over the trailing axes of a C-contiguous float32 or float64 x, ``trailing_sums``."""
+    lead = x.ndim - len(axes)
+    if x.dtype in JIT_FLOATS and x.size and x.flags.c_contiguous and axes == tuple(range(lead, x.ndim)):
+        sums = trailing_sums(x, len(axes))
+        return sums.reshape(sums.shape + (1,) * len(axes)) if keepdims else sums
+    return np.add.reduce(x, axis=axes, keepdims=keepdims)
+
+
 def _mean(x, axes, keepdims):
     count = math.prod(x.shape[a] for a in axes)
-    return np.add.reduce(x, axis=axes, keepdims=keepdims) / x.dtype.type(count)
+    return _sum(x, axes, keepdims) / x.dtype.type(count)
 
 
 def _log_sum_exp(x, axes, keepdims):
@@ -39,7 +48,7 @@ def _log_sum_exp(x, axes, keepdims):
 
 # op -> (reduction of the widened input over a tuple of axes, whether it needs a float input)
 _REDUCTIONS: dict[str, tuple[Callable, bool]] = {
-    "ReduceSum": (lambda x, axes, kd: np.add.reduce(x, axis=axes, keepdims=kd), False),
+    "ReduceSum": (_sum, False),
     "ReduceSumSquare": (lambda x, axes, kd: np.add.reduce(x * x, axis=axes, keepdims=kd), False),
     "ReduceL1": (lambda x, axes, kd: np.add.reduce(np.abs(x), axis=axes, keepdims=kd), False),
     "ReduceL2": (lambda x, axes, kd: np.sqrt(np.add.reduce(x * x, axis=axes, keepdims=kd)), True),
