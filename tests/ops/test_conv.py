@@ -137,6 +137,52 @@ def test_conv_depthwise_keeps_infinities(xs, ws, strides, pads, dtype):
     check(model, {"x": x, "w": w, "b": b}, expected=[expected], rtol=1e-4, atol=1e-4)
 
 
+# a few input channels (a network's stem) and output rows of at least two vectors: the direct kernel
+DIRECT_CASES = [
+    ((1, 3, 40, 70), (16, 3, 3, 3), [2, 2], [1, 1, 1, 1]),     # a stem: stride 2
+    ((2, 3, 21, 37), (13, 3, 3, 3), [1, 1], [1, 1, 1, 1]),     # 13 channels, rows of 37, two images
+    ((1, 1, 30, 40), (40, 1, 5, 5), [1, 1], [2, 2, 2, 2]),     # one input channel, 5x5
+    ((1, 4, 19, 70), (9, 4, 3, 5), [2, 2], [0, 2, 1, 0]),      # asymmetric pads, a 3x5 kernel
+    ((3, 2, 11, 64), (8, 2, 1, 1), [1, 1], [0, 0, 0, 0]),      # 1x1, three images
+    ((1, 3, 25, 80), (8, 3, 7, 7), [3, 2], [3, 3, 3, 3]),      # row stride 3
+]
+
+
+@pytest.mark.parametrize("xs,ws,strides,pads", DIRECT_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_conv_direct_few_input_channels(xs, ws, strides, pads, dtype):
+    from onnxpy.ops import _jit
+
+    x, w, b = rand(*xs, dtype=dtype), rand(*ws, dtype=dtype), rand(ws[0], dtype=dtype)
+    expected = torch_conv(x, w, b, strides, [1, 1], pads, 1)
+    compute = np.float32 if dtype == np.float16 else dtype
+    assert _jit.direct_applies(x.astype(compute), w, strides, [1, 1], list(expected.shape[2:]))
+    model = node_model("Conv", {"x": x, "w": w, "b": b}, ["y"], opset=22, strides=strides, pads=pads)
+    tol = {np.float32: 1e-4, np.float64: 1e-10, np.float16: 1e-2}[dtype]
+    check(model, {"x": x, "w": w, "b": b}, expected=[expected], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("clamp,hard_swish", [((0.0, 6.0), False), ((-1.0, np.inf), False), (None, True),
+                                              ((0.0, 6.0), True)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_direct_epilogue_and_infinities(clamp, hard_swish, dtype):
+    """The direct kernel's clamp and HardSwish (FusedConv's), against PyTorch; infinite inputs stay
+    infinite (positive weights: no inf meets a -inf), NaN stays NaN."""
+    x, w, b = rand(2, 3, 20, 70, dtype=dtype), np.abs(rand(24, 3, 3, 3, dtype=dtype)) + 0.1, rand(24, dtype=dtype)
+    x[0, 1, 4, [3, 40]] = np.inf
+    x[1, 2, 9, 7] = -np.inf
+    x[1, 0, 15, 60] = np.nan
+    y = torch.from_numpy(torch_conv(x, w, b, [2, 2], [1, 1], [1, 1, 1, 1], 1))
+    if clamp is not None:
+        y = torch.clamp(y, *clamp)
+    if hard_swish:
+        y = F.hardswish(y)
+    got = conv_module.convolve(x, w, b, pads=[1, 1, 1, 1], strides=[2, 2], clamp=clamp,
+                               activation=(conv_module.HARD_SWISH, 0.0) if hard_swish else None)
+    assert np.isnan(got).any() and np.isinf(got).any() == (clamp is None or clamp[1] == np.inf)
+    np.testing.assert_allclose(got, y.numpy(), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("xs, ws", [((1, 8, 1, 1), (16, 8, 1, 1)), ((1, 96, 7, 7), (576, 96, 1, 1))])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])

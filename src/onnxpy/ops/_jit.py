@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit, uint64
 
 from onnxpy import parallel
+from onnxpy.ops import _simd as simd
 from onnxpy.ops._helpers import HARD_SWISH, SWISH
 
 _CHUNK = uint64(1024)
@@ -50,6 +51,11 @@ _NHWC_BLOCK = 128  # channels per pass of the channels-last kernel: their 5x5 we
 # Measured per node at 1 thread against ``_window2d``: 14x14 384 ch 3x3 288 -> 155 us, 672 ch 5x5
 # 883 -> 616; 28x28 88 ch 3x3 145 -> 103, 240 ch 5x5 754 -> 669; 56x56 144 ch 3x3 787 -> 830
 _FLAT_MAX_WIDTH = 32
+# the direct convolution of few input channels (``_direct2d``): at most this many input channels, at
+# least (and blocks of) this many output channels, output rows in bands of this many
+_DIRECT_MAX_INPUTS = 4
+_DIRECT_CHANNELS = 8
+_DIRECT_BAND = 8
 
 
 @njit(inline="always")
@@ -413,6 +419,139 @@ def finish(y: np.ndarray, bias: np.ndarray, z: np.ndarray | None, clamp: tuple[f
     code, alpha = (0, 0.0) if activation is None else activation  # 0: none
     t = y.dtype.type
     _finish(y, bias, y if z is None else z, z is not None, t(lo), t(hi), code, t(alpha), *rows, *cols)
+
+
+@njit(inline="always")
+def _activate(v, lo, hi, act, sixth, half, zero, one):  # pragma: no cover - compiled
+    """A vector clamped to [lo, hi], then HardSwish'd when act is HARD_SWISH (as in ``_finish``)."""
+    v = simd.clamp(v, lo, hi)
+    if act == HARD_SWISH:
+        v = simd.mul(v, simd.clamp(simd.fma(v, sixth, half), zero, one))
+    return v
+
+
+@njit(inline="always")
+def _store_pair(out, at, a, b, width, lo, hi, act, sixth, half, zero, one):  # pragma: no cover - compiled
+    """Two accumulator vectors, activated, to out[at:] and out[at + width:]."""
+    simd.store(out, at, _activate(a, lo, hi, act, sixth, half, zero, one))
+    simd.store(out, at + width, _activate(b, lo, hi, act, sixth, half, zero, one))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _direct2d(x, w, bias, strides, pads, lo, hi, act, first, stop, out):  # pragma: no cover - compiled
+    """Convolution of few input channels (one group, dilation 1, column stride 1 or 2) of x (N, C,
+    H, W) by w (M, C, kH, kW), M >= _DIRECT_CHANNELS, plus bias, clamped to [lo, hi], HardSwish'd
+    when act is HARD_SWISH, into out (N, M, OH, OW), OW >= two vectors; for the output rows
+    [first, stop) of N * OH.
+
+    The output columns are the vector lanes. A band of rows at a time, the input rows the band
+    reads are copied with their padding into a small buffer; then for each pair of output vectors
+    and each block of _DIRECT_CHANNELS output channels, every tap loads its two input vectors once
+    (every other element at stride 2) and multiply-adds them into 16 accumulators held in
+    registers. The last vector pair and channel block overlap the ones before instead of running
+    short (their shared outputs are computed twice, equally)."""
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    m_out, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+    k_h, k_w = w.shape[2], w.shape[3]
+    s_h, s_w, p_t, p_l = strides[0], strides[1], pads[0], pads[1]
+    vec = simd.lanes(x)
+    taps = channels * k_h * k_w
+    row_len = (out_w - 1) * s_w + k_w + 2 * vec  # a padded input row, and the 2-vector read at its end
+    band_rows = (_DIRECT_BAND - 1) * s_h + k_h
+    rows_in = np.empty(channels * band_rows * row_len, dtype=x.dtype)
+    tap_start = np.empty(taps, dtype=np.int64)
+    for c in range(channels):
+        for ky in range(k_h):
+            for kx in range(k_w):
+                tap_start[(c * k_h + ky) * k_w + kx] = (c * band_rows + ky) * row_len + kx
+    xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
+    lo_v, hi_v = simd.splat(lo), simd.splat(hi)
+    t = x.dtype.type
+    sixth, half, zero, one = simd.splat(t(1 / 6)), simd.splat(t(0.5)), simd.splat(t(0)), simd.splat(t(1))
+    plane = out_h * out_w
+    row = first
+    while row < stop:  # a band: at most _DIRECT_BAND rows of one image
+        n, oy0 = row // out_h, row % out_h
+        oy1 = min(out_h, oy0 + _DIRECT_BAND, oy0 + stop - row)
+        row += oy1 - oy0
+        r0 = oy0 * s_h - p_t  # the input row of the band's first buffer row
+        rows_in[:] = 0
+        for c in range(channels):
+            for i in range((oy1 - 1 - oy0) * s_h + k_h):
+                if 0 <= r0 + i < height:
+                    dst, src = (c * band_rows + i) * row_len + p_l, ((n * channels + c) * height + r0 + i) * width
+                    count = min(width, row_len - p_l)
+                    rows_in[dst:dst + count] = xf[src:src + count]
+        for oy in range(oy0, oy1):
+            for pair in range(-(-out_w // (2 * vec))):
+                ox = min(pair * 2 * vec, out_w - 2 * vec)
+                at = (oy - oy0) * s_h * row_len + ox * s_w
+                for block in range(-(-m_out // _DIRECT_CHANNELS)):
+                    m0 = min(block * _DIRECT_CHANNELS, m_out - _DIRECT_CHANNELS)
+                    a0, a1, a2, a3 = (simd.splat(bias[m0]), simd.splat(bias[m0 + 1]), simd.splat(bias[m0 + 2]),
+                                      simd.splat(bias[m0 + 3]))
+                    a4, a5, a6, a7 = (simd.splat(bias[m0 + 4]), simd.splat(bias[m0 + 5]), simd.splat(bias[m0 + 6]),
+                                      simd.splat(bias[m0 + 7]))
+                    b0, b1, b2, b3, b4, b5, b6, b7 = a0, a1, a2, a3, a4, a5, a6, a7
+                    for tap in range(taps):
+                        p = at + tap_start[tap]
+                        if s_w == 2:
+                            u, v = simd.load_even(rows_in, p), simd.load_even(rows_in, p + 2 * vec)
+                        else:
+                            u, v = simd.load(rows_in, p), simd.load(rows_in, p + vec)
+                        wi = m0 * taps + tap
+                        g = simd.splat_from(wf, wi)
+                        a0, b0 = simd.fma(g, u, a0), simd.fma(g, v, b0)
+                        g = simd.splat_from(wf, wi + taps)
+                        a1, b1 = simd.fma(g, u, a1), simd.fma(g, v, b1)
+                        g = simd.splat_from(wf, wi + 2 * taps)
+                        a2, b2 = simd.fma(g, u, a2), simd.fma(g, v, b2)
+                        g = simd.splat_from(wf, wi + 3 * taps)
+                        a3, b3 = simd.fma(g, u, a3), simd.fma(g, v, b3)
+                        g = simd.splat_from(wf, wi + 4 * taps)
+                        a4, b4 = simd.fma(g, u, a4), simd.fma(g, v, b4)
+                        g = simd.splat_from(wf, wi + 5 * taps)
+                        a5, b5 = simd.fma(g, u, a5), simd.fma(g, v, b5)
+                        g = simd.splat_from(wf, wi + 6 * taps)
+                        a6, b6 = simd.fma(g, u, a6), simd.fma(g, v, b6)
+                        g = simd.splat_from(wf, wi + 7 * taps)
+                        a7, b7 = simd.fma(g, u, a7), simd.fma(g, v, b7)
+                    d = (n * m_out + m0) * plane + oy * out_w + ox
+                    _store_pair(of, d, a0, b0, vec, lo_v, hi_v, act, sixth, half, zero, one)
+                    _store_pair(of, d + plane, a1, b1, vec, lo_v, hi_v, act, sixth, half, zero, one)
+                    _store_pair(of, d + 2 * plane, a2, b2, vec, lo_v, hi_v, act, sixth, half, zero, one)
+                    _store_pair(of, d + 3 * plane, a3, b3, vec, lo_v, hi_v, act, sixth, half, zero, one)
+                    _store_pair(of, d + 4 * plane, a4, b4, vec, lo_v, hi_v, act, sixth, half, zero, one)
+                    _store_pair(of, d + 5 * plane, a5, b5, vec, lo_v, hi_v, act, sixth, half, zero, one)
+                    _store_pair(of, d + 6 * plane, a6, b6, vec, lo_v, hi_v, act, sixth, half, zero, one)
+                    _store_pair(of, d + 7 * plane, a7, b7, vec, lo_v, hi_v, act, sixth, half, zero, one)
+    return out
+
+
+def direct_applies(x: np.ndarray, w: np.ndarray, strides: list[int], dilations: list[int], out_hw: list[int]) -> bool:
+    """Whether ``direct2d`` serves this convolution (one group assumed): 2-D, float32 or float64,
+    at most _DIRECT_MAX_INPUTS input channels (a network's stem), at least _DIRECT_CHANNELS output
+    channels, dilation 1, column stride 1 or 2, and output rows of at least two vectors."""
+    return (x.ndim == 4 and x.dtype in (np.float32, np.float64) and x.shape[1] <= _DIRECT_MAX_INPUTS
+            and w.shape[0] >= _DIRECT_CHANNELS and list(dilations) == [1, 1] and strides[1] in (1, 2)
+            and out_hw[1] >= 2 * simd.BYTES // x.dtype.itemsize)
+
+
+def direct2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: list[int], begin: list[int],
+             out_hw: list[int], clamp: tuple[float, float] | None, hard_swish: bool) -> np.ndarray:
+    """The convolution ``direct_applies`` to, plus the bias, then clamped to ``clamp = (lo, hi)``
+    and HardSwish'd, each when given (``_direct2d``), over the session's threads by output rows."""
+    n, m = x.shape[0], w.shape[0]
+    out = np.empty((n, m) + tuple(out_hw), dtype=x.dtype)
+    t = x.dtype.type
+    lo, hi = (t(-np.inf), t(np.inf)) if clamp is None else (t(clamp[0]), t(clamp[1]))
+    b = np.zeros(m, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
+    geometry = [np.asarray(v, dtype=np.int64) for v in (strides, begin)]
+    act = HARD_SWISH if hard_swish else 0
+    parallel.in_ranges(n * out_hw[0], w[0].size * out.size,
+                       lambda first, stop: _direct2d(x, w, b, *geometry, lo, hi, act, first, stop, out))
+    return out
 
 
 @njit(cache=True, nogil=True)

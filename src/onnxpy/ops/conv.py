@@ -57,6 +57,13 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
                              row + dilations, [0] * len(row) + begin, row + out, clamp if z is None else None)
         y = y.reshape((n, m) + tuple(out))
         return late_activation(y if z is None else _epilogue(y, None, z, clamp), activation)
+    if group == 1 and z is None and x.dtype in JIT_FLOATS and len(out) == 2:
+        from onnxpy.ops import _jit
+
+        if _jit.direct_applies(x, w, strides, dilations, out):
+            hard_swish = activation is not None and activation[0] == HARD_SWISH
+            y = _jit.direct2d(x, w, b, strides, begin, out, clamp, hard_swish)
+            return late_activation(y, None if hard_swish else activation)
     if (group == 1 and w.shape[2:] == (3, 3) and strides == [1, 1] and dilations == [1, 1] and c >= 8
             and x.dtype in JIT_FLOATS and -(-out[0] // 2) * -(-out[1] // 2) >= _WINOGRAD_MIN_TILES):
         from onnxpy.ops import _jit

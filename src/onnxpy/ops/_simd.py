@@ -1,0 +1,148 @@
+"""Explicit SIMD vectors for the compiled kernels (``_jit``), where LLVM's own vectoriser does not
+find the register blocking: a ``Vector`` is one 64-byte register of float32 or float64 lanes (a zmm
+register with AVX-512; two ymm halves without), held in a variable like a scalar, so that a kernel
+can keep a block of accumulators in registers across a loop of taps.
+
+The loads and stores take an array and an element index, with no bounds check and no
+negative-index wraparound (numba's check on signed indices costs more than the multiply-add it
+guards): callers keep every lane inside the array. Imported with ``_jit``, never on its own.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic, models, register_model
+
+BYTES = 64  # a vector's size: lanes = BYTES // itemsize
+
+
+class Vector(types.Type):
+    """A vector of ``BYTES // itemsize`` lanes of a float dtype."""
+
+    def __init__(self, dtype: types.Float):
+        self.dtype = dtype
+        self.lanes = BYTES // (dtype.bitwidth // 8)
+        super().__init__(name=f"Vector({dtype} x {self.lanes})")
+
+
+@register_model(Vector)
+class _VectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(), fe_type.lanes))
+
+
+def _pointer(context, builder, array_type, array, index):  # pragma: no cover - compile-time
+    view = context.make_array(array_type)(context, builder, array)
+    return cgutils.get_item_pointer(context, builder, array_type, view, [index], wraparound=False)
+
+
+def _splat(builder, vector_type: ir.VectorType, value):  # pragma: no cover - compile-time
+    one = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(ir.IntType(32), vector_type.count),
+                                                        [0] * vector_type.count))
+
+
+@intrinsic
+def lanes(typingctx, array):  # pragma: no cover - compile-time
+    """The number of lanes of a vector of array's dtype (a compile-time constant)."""
+    count = BYTES // (array.dtype.bitwidth // 8)
+
+    def codegen(context, builder, signature, args):
+        return ir.Constant(ir.IntType(64), count)
+
+    return types.int64(array), codegen
+
+
+@intrinsic
+def load(typingctx, array, index):  # pragma: no cover - compile-time
+    """array[index:index + lanes] (unaligned)."""
+    vector = Vector(array.dtype)
+
+    def codegen(context, builder, signature, args):
+        pointer = _pointer(context, builder, signature.args[0], args[0], args[1])
+        vector_type = context.get_value_type(vector)
+        return builder.load(builder.bitcast(pointer, vector_type.as_pointer()), align=array.dtype.bitwidth // 8)
+
+    return vector(array, index), codegen
+
+
+@intrinsic
+def load_even(typingctx, array, index):  # pragma: no cover - compile-time
+    """array[index + 2 i] for each lane i: one load of 2 x lanes elements and one shuffle."""
+    vector = Vector(array.dtype)
+
+    def codegen(context, builder, signature, args):
+        pointer = _pointer(context, builder, signature.args[0], args[0], args[1])
+        wide = ir.VectorType(context.get_value_type(array.dtype), 2 * vector.lanes)
+        both = builder.load(builder.bitcast(pointer, wide.as_pointer()), align=array.dtype.bitwidth // 8)
+        even = ir.Constant(ir.VectorType(ir.IntType(32), vector.lanes), [2 * i for i in range(vector.lanes)])
+        return builder.shuffle_vector(both, ir.Constant(wide, ir.Undefined), even)
+
+    return vector(array, index), codegen
+
+
+@intrinsic
+def store(typingctx, array, index, value):  # pragma: no cover - compile-time
+    """array[index:index + lanes] = value (unaligned)."""
+    def codegen(context, builder, signature, args):
+        pointer = _pointer(context, builder, signature.args[0], args[0], args[1])
+        builder.store(args[2], builder.bitcast(pointer, args[2].type.as_pointer()), align=array.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.none(array, index, value), codegen
+
+
+@intrinsic
+def splat(typingctx, value):  # pragma: no cover - compile-time
+    """A float in every lane."""
+    vector = Vector(value)
+
+    def codegen(context, builder, signature, args):
+        return _splat(builder, context.get_value_type(vector), args[0])
+
+    return vector(value), codegen
+
+
+@intrinsic
+def splat_from(typingctx, array, index):  # pragma: no cover - compile-time
+    """array[index] in every lane (a broadcast load)."""
+    vector = Vector(array.dtype)
+
+    def codegen(context, builder, signature, args):
+        pointer = _pointer(context, builder, signature.args[0], args[0], args[1])
+        return _splat(builder, context.get_value_type(vector), builder.load(pointer))
+
+    return vector(array, index), codegen
+
+
+@intrinsic
+def fma(typingctx, a, b, c):  # pragma: no cover - compile-time
+    """a * b + c, rounded once, lane by lane."""
+    def codegen(context, builder, signature, args):
+        vector_type = args[0].type
+        name = f"llvm.fma.v{vector_type.count}f{a.dtype.bitwidth}"
+        function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector_type, [vector_type] * 3),
+                                                  name)
+        return builder.call(function, list(args))
+
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def mul(typingctx, a, b):  # pragma: no cover - compile-time
+    """a * b, lane by lane."""
+    def codegen(context, builder, signature, args):
+        return builder.fmul(*args)
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def clamp(typingctx, value, lo, hi):  # pragma: no cover - compile-time
+    """lo where value < lo, hi where value > hi, else value (NaN stays NaN), lane by lane."""
+    def codegen(context, builder, signature, args):
+        v, low, high = args
+        v = builder.select(builder.fcmp_ordered("<", v, low), low, v)
+        return builder.select(builder.fcmp_ordered(">", v, high), high, v)
+
+    return value(value, lo, hi), codegen
