@@ -145,6 +145,8 @@ DIRECT_CASES = [
     ((1, 4, 19, 70), (9, 4, 3, 5), [2, 2], [0, 2, 1, 0]),      # asymmetric pads, a 3x5 kernel
     ((3, 2, 11, 64), (8, 2, 1, 1), [1, 1], [0, 0, 0, 0]),      # 1x1, three images
     ((1, 3, 25, 80), (8, 3, 7, 7), [3, 2], [3, 3, 3, 3]),      # row stride 3
+    ((1, 16, 12, 40), (24, 16, 3, 3), [1, 1], [1, 1, 1, 1]),   # 16 input channels, 3x3
+    ((2, 32, 9, 50), (9, 32, 3, 3), [1, 1], [1, 1, 1, 1]),     # 32 input channels, few outputs
 ]
 
 
@@ -160,6 +162,17 @@ def test_conv_direct_few_input_channels(xs, ws, strides, pads, dtype):
     model = node_model("Conv", {"x": x, "w": w, "b": b}, ["y"], opset=22, strides=strides, pads=pads)
     tol = {np.float32: 1e-4, np.float64: 1e-10, np.float16: 1e-2}[dtype]
     check(model, {"x": x, "w": w, "b": b}, expected=[expected], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("xs,ws", [((1, 32, 20, 40), (64, 32, 3, 3)), ((1, 16, 20, 40), (32, 16, 1, 1)),
+                                   ((1, 3, 20, 20), (16, 3, 3, 3)), ((1, 3, 20, 40), (4, 3, 3, 3))])
+def test_conv_direct_stays_off_where_the_gemm_is_faster(xs, ws):
+    """More input and output channels, a 1x1 kernel past the stem, short rows or few outputs:
+    im2col + GEMM (or Winograd) keeps them."""
+    from onnxpy.ops import _jit
+
+    x, w = rand(*xs), rand(*ws)
+    assert not _jit.direct_applies(x, w, [1, 1], [1, 1], [xs[2], xs[3]])
 
 
 @pytest.mark.parametrize("clamp,hard_swish", [((0.0, 6.0), False), ((-1.0, np.inf), False), (None, True),

@@ -51,9 +51,16 @@ _NHWC_BLOCK = 128  # channels per pass of the channels-last kernel: their 5x5 we
 # Measured per node at 1 thread against ``_window2d``: 14x14 384 ch 3x3 288 -> 155 us, 672 ch 5x5
 # 883 -> 616; 28x28 88 ch 3x3 145 -> 103, 240 ch 5x5 754 -> 669; 56x56 144 ch 3x3 787 -> 830
 _FLAT_MAX_WIDTH = 32
-# the direct convolution of few input channels (``_direct2d``): at most this many input channels, at
-# least (and blocks of) this many output channels, output rows in bands of this many
+# the direct convolution of few input channels (``_direct2d``): at most _DIRECT_MAX_INPUTS input
+# channels (a network's stem), or for a kernel larger than 1x1 at most _DIRECT_SPATIAL_INPUTS, or up
+# to twice as many with at most _DIRECT_NARROW output channels, where the GEMM is skinny. Measured at
+# 1 thread against Winograd or im2col + GEMM: 3x3 8 -> 32 at 56x56 450 -> 201 us, 16 -> 64 at 55x55
+# 947 -> 671, 24 -> 24 at 56x56 956 -> 683, 32 -> 9 at 224x224 10.7 -> 8.7 ms; but 32 -> 64 at 112x112
+# 7985 -> 8347 us, and 1x1 kernels lose from 16 input channels (16 -> 96 at 112x112 916 -> 974).
+# At least (and blocks of) _DIRECT_CHANNELS output channels; output rows in bands of _DIRECT_BAND.
 _DIRECT_MAX_INPUTS = 4
+_DIRECT_SPATIAL_INPUTS = 16
+_DIRECT_NARROW = 32
 _DIRECT_CHANNELS = 8
 _DIRECT_BAND = 8
 
@@ -530,11 +537,13 @@ def _direct2d(x, w, bias, strides, pads, lo, hi, act, first, stop, out):  # prag
 
 def direct_applies(x: np.ndarray, w: np.ndarray, strides: list[int], dilations: list[int], out_hw: list[int]) -> bool:
     """Whether ``direct2d`` serves this convolution (one group assumed): 2-D, float32 or float64,
-    at most _DIRECT_MAX_INPUTS input channels (a network's stem), at least _DIRECT_CHANNELS output
-    channels, dilation 1, column stride 1 or 2, and output rows of at least two vectors."""
-    return (x.ndim == 4 and x.dtype in (np.float32, np.float64) and x.shape[1] <= _DIRECT_MAX_INPUTS
-            and w.shape[0] >= _DIRECT_CHANNELS and list(dilations) == [1, 1] and strides[1] in (1, 2)
-            and out_hw[1] >= 2 * simd.BYTES // x.dtype.itemsize)
+    few input channels (see _DIRECT_MAX_INPUTS), at least _DIRECT_CHANNELS output channels, dilation
+    1, column stride 1 or 2, and output rows of at least two vectors."""
+    c, m = x.shape[1], w.shape[0]
+    few = c <= _DIRECT_MAX_INPUTS or (w.shape[2] * w.shape[3] > 1 and (
+        c <= _DIRECT_SPATIAL_INPUTS or (c <= 2 * _DIRECT_SPATIAL_INPUTS and m <= _DIRECT_NARROW)))
+    return (x.ndim == 4 and x.dtype in (np.float32, np.float64) and few and m >= _DIRECT_CHANNELS
+            and list(dilations) == [1, 1] and strides[1] in (1, 2) and out_hw[1] >= 2 * simd.BYTES // x.dtype.itemsize)
 
 
 def direct2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: list[int], begin: list[int],
