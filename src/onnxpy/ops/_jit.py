@@ -438,6 +438,13 @@ def _activate(v, lo, hi, act, sixth, half, zero, one):  # pragma: no cover - com
 
 
 @njit(inline="always")
+def _fma_pair(w, at, u, v, a, b):  # pragma: no cover - compiled
+    """(w[at] u + a, w[at] v + b): one weight against two input vectors."""
+    g = simd.splat_from(w, at)
+    return simd.fma(g, u, a), simd.fma(g, v, b)
+
+
+@njit(inline="always")
 def _store_pair(out, at, a, b, width, lo, hi, act, sixth, half, zero, one):  # pragma: no cover - compiled
     """Two accumulator vectors, activated, to out[at:] and out[at + width:]."""
     simd.store(out, at, _activate(a, lo, hi, act, sixth, half, zero, one))
@@ -507,22 +514,14 @@ def _direct2d(x, w, bias, strides, pads, lo, hi, act, first, stop, out):  # prag
                         else:
                             u, v = simd.load(rows_in, p), simd.load(rows_in, p + vec)
                         wi = m0 * taps + tap
-                        g = simd.splat_from(wf, wi)
-                        a0, b0 = simd.fma(g, u, a0), simd.fma(g, v, b0)
-                        g = simd.splat_from(wf, wi + taps)
-                        a1, b1 = simd.fma(g, u, a1), simd.fma(g, v, b1)
-                        g = simd.splat_from(wf, wi + 2 * taps)
-                        a2, b2 = simd.fma(g, u, a2), simd.fma(g, v, b2)
-                        g = simd.splat_from(wf, wi + 3 * taps)
-                        a3, b3 = simd.fma(g, u, a3), simd.fma(g, v, b3)
-                        g = simd.splat_from(wf, wi + 4 * taps)
-                        a4, b4 = simd.fma(g, u, a4), simd.fma(g, v, b4)
-                        g = simd.splat_from(wf, wi + 5 * taps)
-                        a5, b5 = simd.fma(g, u, a5), simd.fma(g, v, b5)
-                        g = simd.splat_from(wf, wi + 6 * taps)
-                        a6, b6 = simd.fma(g, u, a6), simd.fma(g, v, b6)
-                        g = simd.splat_from(wf, wi + 7 * taps)
-                        a7, b7 = simd.fma(g, u, a7), simd.fma(g, v, b7)
+                        a0, b0 = _fma_pair(wf, wi, u, v, a0, b0)
+                        a1, b1 = _fma_pair(wf, wi + taps, u, v, a1, b1)
+                        a2, b2 = _fma_pair(wf, wi + 2 * taps, u, v, a2, b2)
+                        a3, b3 = _fma_pair(wf, wi + 3 * taps, u, v, a3, b3)
+                        a4, b4 = _fma_pair(wf, wi + 4 * taps, u, v, a4, b4)
+                        a5, b5 = _fma_pair(wf, wi + 5 * taps, u, v, a5, b5)
+                        a6, b6 = _fma_pair(wf, wi + 6 * taps, u, v, a6, b6)
+                        a7, b7 = _fma_pair(wf, wi + 7 * taps, u, v, a7, b7)
                     d = (n * m_out + m0) * plane + oy * out_w + ox
                     _store_pair(of, d, a0, b0, vec, lo_v, hi_v, act, sixth, half, zero, one)
                     _store_pair(of, d + plane, a1, b1, vec, lo_v, hi_v, act, sixth, half, zero, one)
