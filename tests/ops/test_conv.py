@@ -173,6 +173,7 @@ def test_conv_direct_stays_off_where_the_gemm_is_faster(xs, ws):
 
     x, w = rand(*xs), rand(*ws)
     assert not _jit.direct_applies(x, w, [1, 1], [1, 1], [xs[2], xs[3]])
+    assert not _jit.direct_applies(x[:, :, 0], w[:, :, 0], [1], [1], [xs[3]])  # 1-D
 
 
 @pytest.mark.parametrize("clamp,hard_swish", [((0.0, 6.0), False), ((-1.0, np.inf), False), (None, True),

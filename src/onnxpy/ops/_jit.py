@@ -538,11 +538,14 @@ def direct_applies(x: np.ndarray, w: np.ndarray, strides: list[int], dilations: 
     """Whether ``direct2d`` serves this convolution (one group assumed): 2-D, float32 or float64,
     few input channels (see _DIRECT_MAX_INPUTS), at least _DIRECT_CHANNELS output channels, dilation
     1, column stride 1 or 2, and output rows of at least two vectors."""
+    if x.ndim != 4 or w.ndim != 4 or x.dtype not in (np.float32, np.float64):
+        return False
     c, m = x.shape[1], w.shape[0]
     few = c <= _DIRECT_MAX_INPUTS or (w.shape[2] * w.shape[3] > 1 and (
         c <= _DIRECT_SPATIAL_INPUTS or (c <= 2 * _DIRECT_SPATIAL_INPUTS and m <= _DIRECT_NARROW)))
-    return (x.ndim == 4 and x.dtype in (np.float32, np.float64) and few and m >= _DIRECT_CHANNELS
-            and list(dilations) == [1, 1] and strides[1] in (1, 2) and out_hw[1] >= 2 * simd.BYTES // x.dtype.itemsize)
+    lanes = simd.BYTES // x.dtype.itemsize
+    return (few and m >= _DIRECT_CHANNELS and list(dilations) == [1, 1] and strides[1] in (1, 2)
+            and out_hw[1] >= 2 * lanes)
 
 
 def direct2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: list[int], begin: list[int],
