@@ -13,7 +13,10 @@ Sigmoid, Swish and Softmax in float32: one pass with a vectorised exp (numpy nee
 each a trip through memory, and its exp alone costs more than the whole loop); HardSigmoid and
 HardSwish in one pass instead of five. LayerNormalization: a row's statistics and its normalized,
 scaled and shifted values in three passes over the row while it is in L1 (numpy makes six over
-the whole tensor). Winograd F(2x2, 3x3): the tile transforms around its GEMMs.
+the whole tensor). Winograd F(2x2, 3x3): the tile transforms around its GEMMs. Convolutions of few
+input channels (``_direct2d``): register-blocked with explicit SIMD vectors (``_simd``), where the
+GEMM is skinny. Arithmetic by one value per row (``_per_row``): one pass where numpy makes an
+inner-loop call per row.
 The module is imported on first use (numba's import costs about 0.3 s and ~60 MB, loading compiled
 code as much again) and compiled code is cached on disk by numba (``cache=True``).
 
