@@ -45,7 +45,7 @@ def _splat(builder, vector_type: ir.VectorType, value):  # pragma: no cover - co
 @intrinsic
 def lanes(typingctx, array):  # pragma: no cover - compile-time
     """The number of lanes of a vector of array's dtype (a compile-time constant)."""
-    count = BYTES // (array.dtype.bitwidth // 8)
+    count = Vector(array.dtype).lanes
 
     def codegen(context, builder, signature, args):
         return ir.Constant(ir.IntType(64), count)

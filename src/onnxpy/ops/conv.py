@@ -57,7 +57,7 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
                              row + dilations, [0] * len(row) + begin, row + out, clamp if z is None else None)
         y = y.reshape((n, m) + tuple(out))
         return late_activation(y if z is None else _epilogue(y, None, z, clamp), activation)
-    if group == 1 and z is None and x.dtype in JIT_FLOATS and len(out) == 2:
+    if group == 1 and z is None:
         from onnxpy.ops import _jit
 
         if _jit.direct_applies(x, w, strides, dilations, out):
