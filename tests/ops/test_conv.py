@@ -11,7 +11,7 @@ from onnx import TensorProto
 
 import onnxpy
 from onnxpy.ops import conv as conv_module
-from onnxpy.ops._helpers import window_geometry
+from onnxpy.ops._helpers import HARD_SWISH, SWISH, window_geometry
 from tests.ops._oracle import check, node_model, run_onnxpy
 
 RNG = np.random.default_rng(0)
@@ -143,7 +143,7 @@ DIRECT_CASES = [
     ((2, 3, 21, 37), (13, 3, 3, 3), [1, 1], [1, 1, 1, 1]),     # 13 channels, rows of 37, two images
     ((1, 1, 30, 40), (40, 1, 5, 5), [1, 1], [2, 2, 2, 2]),     # one input channel, 5x5
     ((1, 4, 19, 70), (9, 4, 3, 5), [2, 2], [0, 2, 1, 0]),      # asymmetric pads, a 3x5 kernel
-    ((3, 2, 11, 64), (8, 2, 1, 1), [1, 1], [0, 0, 0, 0]),      # 1x1, three images
+    ((3, 2, 11, 64), (8, 2, 1, 1), [1, 1], [0, 1, 1, 0]),      # 1x1 padded, three images
     ((1, 3, 25, 80), (8, 3, 7, 7), [3, 2], [3, 3, 3, 3]),      # row stride 3
     ((1, 16, 12, 40), (24, 16, 3, 3), [1, 1], [1, 1, 1, 1]),   # 16 input channels, 3x3
     ((2, 32, 9, 50), (9, 32, 3, 3), [1, 1], [1, 1, 1, 1]),     # 32 input channels, few outputs
@@ -197,7 +197,99 @@ def test_conv_direct_epilogue_and_infinities(clamp, hard_swish, dtype):
     np.testing.assert_allclose(got, y.numpy(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("xs, ws", [((1, 8, 1, 1), (16, 8, 1, 1)), ((1, 96, 7, 7), (576, 96, 1, 1))])
+# unpadded 1x1 convolutions of at least a vector of output positions: the register-blocked kernel
+POINTWISE_CASES = [
+    ((2, 16, 11, 13), (24, 16, 1, 1), [1, 1]),      # 143 positions: two blocks of three vectors, then three vectors
+    ((1, 300, 7, 7), (16, 300, 1, 1), [1, 1]),      # three passes over the input channels, 49 positions
+    ((3, 129, 1, 17), (40, 129, 1, 1), [1, 1]),     # two passes, fewer positions than a block, three images
+    ((1, 12, 6, 8), (13, 12, 1, 1), [1, 1]),        # 13 outputs: the last row block overlaps
+    ((1, 24, 20, 34), (32, 24, 1, 1), [2, 2]),      # stride 2
+    ((2, 8, 100), (9, 8, 1), [1]),                  # 1-D
+    ((1, 8, 4, 5, 6), (16, 8, 1, 1, 1), [1, 1, 1]),  # 3-D
+]
+
+
+@pytest.mark.parametrize("xs,ws,strides", POINTWISE_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_conv_pointwise(xs, ws, strides, dtype):
+    from onnxpy.ops import _jit
+
+    x, w, b = rand(*xs, dtype=dtype), rand(*ws, dtype=dtype), rand(ws[0], dtype=dtype)
+    pads = [0] * 2 * len(strides)
+    expected = torch_conv(x, w, b, strides, [1] * len(strides), pads, 1)
+    compute = np.float32 if dtype == np.float16 else dtype
+    assert _jit.pointwise_applies(x.astype(compute), w, pads[:len(strides)], pads[len(strides):],
+                                  list(expected.shape[2:]))
+    model = node_model("Conv", {"x": x, "w": w, "b": b}, ["y"], opset=22, strides=strides)
+    tol = {np.float32: 1e-4, np.float64: 1e-10, np.float16: 1e-2}[dtype]
+    check(model, {"x": x, "w": w, "b": b}, expected=[expected], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("xs,ws", [((1, 64, 56, 56), (128, 64, 1, 1)),     # split by column blocks
+                                   ((1, 320, 7, 7), (1280, 320, 1, 1))])   # one column block: split by rows
+def test_conv_pointwise_two_threads(xs, ws):
+    """Weights as initializers (packed once, then reused) and the work split over two threads."""
+    x, w, b = rand(*xs), rand(*ws), rand(ws[0])
+    model = node_model("Conv", {"x": x}, ["y"], opset=22, initializers={"w": w, "b": b})
+    options = onnxpy.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = onnxpy.InferenceSession(model.SerializeToString(), options)
+    expected = torch_conv(x, w, b, [1, 1], [1, 1], [0, 0, 0, 0], 1)
+    for _ in range(2):
+        np.testing.assert_allclose(session.run(None, {"x": x})[0], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", [None, "hard_swish", "swish"])
+@pytest.mark.parametrize("with_z", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_pointwise_epilogue(activation, with_z, dtype):
+    """The residual z, the clamp and the activation (FusedConv's), against PyTorch, over several
+    passes of input channels and a row block that overlaps; inf and NaN inputs propagate (the
+    clamp and HardSwish cases), and nothing passed in is changed."""
+    x, w, b = rand(2, 160, 7, 9, dtype=dtype), np.abs(rand(48, 160, 1, 1, dtype=dtype)), rand(48, dtype=dtype)
+    z = rand(2, 48, 7, 9, dtype=dtype) if with_z else None
+    if activation != "swish":
+        x[0, 3, 2, [1, 5]] = np.inf
+        x[1, 7, 6, 8] = np.nan
+    clamp = (0.0, 6.0) if activation is None else None
+    before = [a.copy() for a in (x, w, b) + ((z,) if with_z else ())]
+    y = torch.from_numpy(torch_conv(x, w, b, [1, 1], [1, 1], [0, 0, 0, 0], 1))
+    if with_z:
+        y = y + torch.from_numpy(z)
+    if clamp is not None:
+        y = torch.clamp(y, *clamp)
+    y = {None: y, "hard_swish": F.hardswish(y), "swish": F.silu(y)}[activation]
+    code = {None: None, "hard_swish": (HARD_SWISH, 0.0), "swish": (SWISH, 1.0)}[activation]
+    got = conv_module.convolve(x, w, b, z=z, clamp=clamp, activation=code)
+    np.testing.assert_allclose(got, y.numpy(), rtol=1e-5, atol=1e-5)
+    assert all(np.array_equal(a, c, equal_nan=True) for a, c in zip((x, w, b) + ((z,) if with_z else ()), before))
+
+
+def test_conv_pointwise_follows_a_changed_weight():
+    """Packed weights are kept only for read-only arrays (a session's initializers): a caller's
+    writeable weight changed between calls gives the new result."""
+    x, w = rand(1, 8, 6, 6), rand(16, 8, 1, 1)
+    first = conv_module.convolve(x, w)
+    w *= 2
+    np.testing.assert_allclose(conv_module.convolve(x, w), 2 * first, rtol=1e-6)
+
+
+@pytest.mark.parametrize("xs,ws,pads", [((1, 16, 8, 8), (32, 16, 1, 1), [1, 1, 1, 1]),   # padded
+                                        ((1, 16, 8, 8), (4, 16, 1, 1), [0, 0, 0, 0]),    # 4 outputs
+                                        ((1, 16, 3, 3), (32, 16, 1, 1), [0, 0, 0, 0]),   # 9 positions
+                                        ((1, 200, 8, 8), (36, 200, 1, 1), [0, 0, 0, 0]),  # two passes, 36 outputs
+                                        ((1, 16, 8, 8), (32, 16, 3, 3), [0, 0, 0, 0])])  # 3x3
+def test_conv_pointwise_stays_off(xs, ws, pads):
+    from onnxpy.ops import _jit
+
+    x, w = rand(*xs), rand(*ws)
+    out = [(s + pads[i] + pads[i + 2] - k) + 1 for i, (s, k) in enumerate(zip(xs[2:], ws[2:]))]
+    assert not _jit.pointwise_applies(x, w, pads[:2], pads[2:], out)
+    check(node_model("Conv", {"x": x, "w": w}, ["y"], opset=22, pads=pads), {"x": x, "w": w},
+          expected=[torch_conv(x, w, None, [1, 1], [1, 1], pads, 1)], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("xs, ws", [((1, 8, 1, 1), (16, 8, 1, 1)), ((1, 96, 3, 3), (576, 96, 1, 1))])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_conv_one_small_gemm(xs, ws, bias, dtype):

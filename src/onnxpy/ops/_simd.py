@@ -129,12 +129,34 @@ def fma(typingctx, a, b, c):  # pragma: no cover - compile-time
 
 
 @intrinsic
+def add(typingctx, a, b):  # pragma: no cover - compile-time
+    """a + b, lane by lane."""
+    def codegen(context, builder, signature, args):
+        return builder.fadd(*args)
+
+    return a(a, b), codegen
+
+
+@intrinsic
 def mul(typingctx, a, b):  # pragma: no cover - compile-time
     """a * b, lane by lane."""
     def codegen(context, builder, signature, args):
         return builder.fmul(*args)
 
     return a(a, b), codegen
+
+
+@intrinsic
+def blend(typingctx, old, new, first):  # pragma: no cover - compile-time
+    """old in the lanes below ``first``, new in the others."""
+    def codegen(context, builder, signature, args):
+        count = args[0].type.count
+        index = ir.VectorType(ir.IntType(64), count)
+        lane = ir.Constant(index, list(range(count)))
+        below = builder.icmp_signed("<", lane, _splat(builder, index, args[2]))
+        return builder.select(below, args[0], args[1])
+
+    return old(old, new, first), codegen
 
 
 @intrinsic

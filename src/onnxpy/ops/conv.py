@@ -3,7 +3,9 @@
 Convolution is im2col plus GEMM: for each batch item, a band of output rows at a time, the strided
 patch view of the padded input is copied into a small, cache-resident ``(group, C/group * K, band)``
 buffer and multiplied by the ``(group, M/group, C/group * K)`` weights in one batched matmul written
-straight into the output. Unpadded 1x1 convolutions skip the copy. Depthwise convolution
+straight into the output. Unpadded 1x1 convolutions skip the copy; in float32/float64 with one group
+they run a compiled kernel whose accumulators stay in SIMD registers (``_jit.pointwise``), as do
+convolutions of few input channels (``_jit.direct2d``). Depthwise convolution
 (``C/group == 1``, 1-D or 2-D) has no GEMM worth the name: a compiled loop (``_jit``) does it in
 one pass, with bias and a fused clamp. Large 3x3 stride-1 convolutions run as Winograd F(2x2, 3x3)
 (``_jit``): 16 GEMMs over transformed 4x4 tiles, 2.25 times fewer multiply-adds.
@@ -57,13 +59,18 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
                              row + dilations, [0] * len(row) + begin, row + out, clamp if z is None else None)
         y = y.reshape((n, m) + tuple(out))
         return late_activation(y if z is None else _epilogue(y, None, z, clamp), activation)
-    if group == 1 and z is None:
+    if group == 1:
         from onnxpy.ops import _jit
 
-        if _jit.direct_applies(x, w, strides, dilations, out):
+        done = None
+        if _jit.pointwise_applies(x, w, begin, end, out):
+            done = _jit.pointwise(x, w, b, z, strides, out, clamp, activation)
+        elif z is None and _jit.direct_applies(x, w, strides, dilations, out):
             hard_swish = activation is not None and activation[0] == HARD_SWISH
-            y = _jit.direct2d(x, w, b, strides, begin, out, clamp, hard_swish)
-            return late_activation(y, None if hard_swish else activation)
+            done = _jit.direct2d(x, w, b, strides, begin, out, clamp, hard_swish), hard_swish
+        if done is not None:
+            y, activated = done
+            return late_activation(y, None if activated else activation)
     if (group == 1 and w.shape[2:] == (3, 3) and strides == [1, 1] and dilations == [1, 1] and c >= 8
             and x.dtype in JIT_FLOATS and -(-out[0] // 2) * -(-out[1] // 2) >= _WINOGRAD_MIN_TILES):
         from onnxpy.ops import _jit
