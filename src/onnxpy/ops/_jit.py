@@ -69,10 +69,11 @@ _DIRECT_NARROW = 32
 _DIRECT_CHANNELS = 8
 _DIRECT_BAND = 8
 # 1x1 convolutions (``_pointwise``), against OpenBLAS plus the compiled epilogue, per node of
-# mobilenet_v2 at 1 thread: 1.1-1.35x faster (24 -> 144 at 56x56 339 -> 265 us, 960 -> 320 at 7x7
-# 372 -> 324), 16 -> 96 at 112x112 even. Output channels per register block; input channels per
-# pass over a column block (64 a pass: 512 x 2048 at 7x7 1.05x slower than OpenBLAS; 256: 256 x 512
-# at 28x28 1.13x slower; 128: both 0.90-1.0x); outputs Swish'd at a time, while in cache
+# mobilenet_v2 at 1 thread: 1.1-1.5x faster (24 -> 144 at 56x56 345 -> 220 us, 960 -> 320 at 7x7
+# 406 -> 349; 16 -> 96 at 112x112 1.0-1.4x between runs). Output channels per register block;
+# input channels per pass over a column block (64 a pass: 512 x 2048 at 7x7 1.05x slower than
+# OpenBLAS; 256: 256 x 512 at 28x28 1.13x slower; 128: both 0.90-1.0x); outputs Swish'd at a time,
+# while in cache
 _POINTWISE_ROWS = 8
 _POINTWISE_DEPTH = 128
 _SWISH_BUDGET = 1 << 16
@@ -579,13 +580,6 @@ def direct2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: lis
 
 
 @njit(inline="always")
-def _splat_rows(bias, m0):  # pragma: no cover - compiled
-    """bias[m0 + r] in every lane, for the _POINTWISE_ROWS rows r."""
-    return (simd.splat(bias[m0]), simd.splat(bias[m0 + 1]), simd.splat(bias[m0 + 2]), simd.splat(bias[m0 + 3]),
-            simd.splat(bias[m0 + 4]), simd.splat(bias[m0 + 5]), simd.splat(bias[m0 + 6]), simd.splat(bias[m0 + 7]))
-
-
-@njit(inline="always")
 def _fma_triple(w, at, u, v, t, a, b, c):  # pragma: no cover - compiled
     """(w[at] u + a, w[at] v + b, w[at] t + c): one weight against three input vectors."""
     g = simd.splat_from(w, at)
@@ -593,38 +587,39 @@ def _fma_triple(w, at, u, v, t, a, b, c):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
-def _put(out, at, a, z, lo, hi, act, sixth, half, zero, one, skip):  # pragma: no cover - compiled
-    """An accumulator vector plus z[at:] (when z is not None), activated, to out[at:], but for its
-    first ``skip`` lanes (out keeps those)."""
+def _put(out, at, a, bias, z, lo, hi, act, sixth, half, zero, one, skip):  # pragma: no cover - compiled
+    """An accumulator vector plus (bias plus z[at:] when z is not None), activated, to out[at:],
+    but for its first ``skip`` lanes (out keeps those). The sums in the order of a GEMM and
+    ``_finish``, so that a 1x1 convolution rounds as onnxruntime's does."""
+    extra = simd.splat(bias)
     if z is not None:  # None is a type of its own: the branch is resolved at compile time
-        a = simd.add(a, simd.load(z, at))
-    a = _activate(a, lo, hi, act, sixth, half, zero, one)
+        extra = simd.add(extra, simd.load(z, at))
+    a = _activate(simd.add(a, extra), lo, hi, act, sixth, half, zero, one)
     if skip:
         a = simd.blend(simd.load(out, at), a, skip)
     simd.store(out, at, a)
 
 
 @njit(inline="always")
-def _put_triple(out, at, a, b, c, width, z, lo, hi, act, sixth, half, zero, one):  # pragma: no cover - compiled
+def _put_triple(out, at, a, b, c, width, bias, z, lo, hi, act, sixth, half, zero, one):  # pragma: no cover
     """``_put`` for three vectors side by side."""
-    _put(out, at, a, z, lo, hi, act, sixth, half, zero, one, 0)
-    _put(out, at + width, b, z, lo, hi, act, sixth, half, zero, one, 0)
-    _put(out, at + 2 * width, c, z, lo, hi, act, sixth, half, zero, one, 0)
+    _put(out, at, a, bias, z, lo, hi, act, sixth, half, zero, one, 0)
+    _put(out, at + width, b, bias, z, lo, hi, act, sixth, half, zero, one, 0)
+    _put(out, at + 2 * width, c, bias, z, lo, hi, act, sixth, half, zero, one, 0)
 
 
 @njit(inline="always")
-def _start(acc, at, width, value):  # pragma: no cover - compiled
-    """Three accumulator vectors: ``value`` in every lane, or acc[at:] (three vectors) when acc is not None."""
+def _start(acc, at, width, zero):  # pragma: no cover - compiled
+    """Three accumulator vectors: zeros, or acc[at:] (three vectors) when acc is not None."""
     if acc is not None:  # resolved at compile time, as in ``_put``
         return simd.load(acc, at), simd.load(acc, at + width), simd.load(acc, at + 2 * width)
-    v = simd.splat(value)
-    return v, v, v
+    return zero, zero, zero
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _pointwise_block(x, packed, bias, acc, z, lo, hi, act, unit, c0, c1, b_first, b_stop, out):  # pragma: no cover
     """``_pointwise`` for one column block ``unit`` and the input channels [c0, c1), the
-    accumulators starting from the bias, or from acc (the partial sums in out) when not None."""
+    accumulators starting from zero, or from acc (the partial sums in out) when not None."""
     channels, length = x.shape[1], x.shape[2]
     m_out = out.shape[1]
     vec = simd.lanes(x)
@@ -642,14 +637,14 @@ def _pointwise_block(x, packed, bias, acc, z, lo, hi, act, unit, c0, c1, b_first
         wb = block * channels * _POINTWISE_ROWS
         dst = (n * m_out + m0) * length + col
         if col + width <= length:
-            a0, b0, c0_ = _start(acc, dst, vec, bias[m0])
-            a1, b1, c1_ = _start(acc, dst + length, vec, bias[m0 + 1])
-            a2, b2, c2 = _start(acc, dst + 2 * length, vec, bias[m0 + 2])
-            a3, b3, c3 = _start(acc, dst + 3 * length, vec, bias[m0 + 3])
-            a4, b4, c4 = _start(acc, dst + 4 * length, vec, bias[m0 + 4])
-            a5, b5, c5 = _start(acc, dst + 5 * length, vec, bias[m0 + 5])
-            a6, b6, c6 = _start(acc, dst + 6 * length, vec, bias[m0 + 6])
-            a7, b7, c7 = _start(acc, dst + 7 * length, vec, bias[m0 + 7])
+            a0, b0, c0_ = _start(acc, dst, vec, zero)
+            a1, b1, c1_ = _start(acc, dst + length, vec, zero)
+            a2, b2, c2 = _start(acc, dst + 2 * length, vec, zero)
+            a3, b3, c3 = _start(acc, dst + 3 * length, vec, zero)
+            a4, b4, c4 = _start(acc, dst + 4 * length, vec, zero)
+            a5, b5, c5 = _start(acc, dst + 5 * length, vec, zero)
+            a6, b6, c6 = _start(acc, dst + 6 * length, vec, zero)
+            a7, b7, c7 = _start(acc, dst + 7 * length, vec, zero)
             for c in range(c0, c1):
                 p = src + c * length
                 u, v, s = simd.load(xf, p), simd.load(xf, p + vec), simd.load(xf, p + 2 * vec)
@@ -662,19 +657,19 @@ def _pointwise_block(x, packed, bias, acc, z, lo, hi, act, unit, c0, c1, b_first
                 a5, b5, c5 = _fma_triple(packed, wi + 5, u, v, s, a5, b5, c5)
                 a6, b6, c6 = _fma_triple(packed, wi + 6, u, v, s, a6, b6, c6)
                 a7, b7, c7 = _fma_triple(packed, wi + 7, u, v, s, a7, b7, c7)
-            _put_triple(of, dst, a0, b0, c0_, vec, z, lo_v, hi_v, act, sixth, half, zero, one)
-            _put_triple(of, dst + length, a1, b1, c1_, vec, z, lo_v, hi_v, act, sixth, half, zero, one)
-            _put_triple(of, dst + 2 * length, a2, b2, c2, vec, z, lo_v, hi_v, act, sixth, half, zero, one)
-            _put_triple(of, dst + 3 * length, a3, b3, c3, vec, z, lo_v, hi_v, act, sixth, half, zero, one)
-            _put_triple(of, dst + 4 * length, a4, b4, c4, vec, z, lo_v, hi_v, act, sixth, half, zero, one)
-            _put_triple(of, dst + 5 * length, a5, b5, c5, vec, z, lo_v, hi_v, act, sixth, half, zero, one)
-            _put_triple(of, dst + 6 * length, a6, b6, c6, vec, z, lo_v, hi_v, act, sixth, half, zero, one)
-            _put_triple(of, dst + 7 * length, a7, b7, c7, vec, z, lo_v, hi_v, act, sixth, half, zero, one)
+            _put_triple(of, dst, a0, b0, c0_, vec, bias[m0], z, lo_v, hi_v, act, sixth, half, zero, one)
+            _put_triple(of, dst + length, a1, b1, c1_, vec, bias[m0 + 1], z, lo_v, hi_v, act, sixth, half, zero, one)
+            _put_triple(of, dst + 2 * length, a2, b2, c2, vec, bias[m0 + 2], z, lo_v, hi_v, act, sixth, half, zero, one)
+            _put_triple(of, dst + 3 * length, a3, b3, c3, vec, bias[m0 + 3], z, lo_v, hi_v, act, sixth, half, zero, one)
+            _put_triple(of, dst + 4 * length, a4, b4, c4, vec, bias[m0 + 4], z, lo_v, hi_v, act, sixth, half, zero, one)
+            _put_triple(of, dst + 5 * length, a5, b5, c5, vec, bias[m0 + 5], z, lo_v, hi_v, act, sixth, half, zero, one)
+            _put_triple(of, dst + 6 * length, a6, b6, c6, vec, bias[m0 + 6], z, lo_v, hi_v, act, sixth, half, zero, one)
+            _put_triple(of, dst + 7 * length, a7, b7, c7, vec, bias[m0 + 7], z, lo_v, hi_v, act, sixth, half, zero, one)
         for j in range(col + width if col + width <= length else col, end, vec):  # the rest, a vector at a time
             start = min(j, length - vec)  # the vector's first column: it may overlap the columns before
             skip = j - start  # (already written by this pass: kept)
             d = dst + start - col
-            a0, a1, a2, a3, a4, a5, a6, a7 = _splat_rows(bias, m0)
+            a0, a1, a2, a3, a4, a5, a6, a7 = zero, zero, zero, zero, zero, zero, zero, zero
             if acc is not None:
                 a0, a1, a2, a3 = simd.load(acc, d), simd.load(acc, d + length), simd.load(acc, d + 2 * length), \
                     simd.load(acc, d + 3 * length)
@@ -691,14 +686,14 @@ def _pointwise_block(x, packed, bias, acc, z, lo, hi, act, unit, c0, c1, b_first
                 a5 = simd.fma(simd.splat_from(packed, wi + 5), u, a5)
                 a6 = simd.fma(simd.splat_from(packed, wi + 6), u, a6)
                 a7 = simd.fma(simd.splat_from(packed, wi + 7), u, a7)
-            _put(of, d, a0, z, lo_v, hi_v, act, sixth, half, zero, one, skip)
-            _put(of, d + length, a1, z, lo_v, hi_v, act, sixth, half, zero, one, skip)
-            _put(of, d + 2 * length, a2, z, lo_v, hi_v, act, sixth, half, zero, one, skip)
-            _put(of, d + 3 * length, a3, z, lo_v, hi_v, act, sixth, half, zero, one, skip)
-            _put(of, d + 4 * length, a4, z, lo_v, hi_v, act, sixth, half, zero, one, skip)
-            _put(of, d + 5 * length, a5, z, lo_v, hi_v, act, sixth, half, zero, one, skip)
-            _put(of, d + 6 * length, a6, z, lo_v, hi_v, act, sixth, half, zero, one, skip)
-            _put(of, d + 7 * length, a7, z, lo_v, hi_v, act, sixth, half, zero, one, skip)
+            _put(of, d, a0, bias[m0], z, lo_v, hi_v, act, sixth, half, zero, one, skip)
+            _put(of, d + length, a1, bias[m0 + 1], z, lo_v, hi_v, act, sixth, half, zero, one, skip)
+            _put(of, d + 2 * length, a2, bias[m0 + 2], z, lo_v, hi_v, act, sixth, half, zero, one, skip)
+            _put(of, d + 3 * length, a3, bias[m0 + 3], z, lo_v, hi_v, act, sixth, half, zero, one, skip)
+            _put(of, d + 4 * length, a4, bias[m0 + 4], z, lo_v, hi_v, act, sixth, half, zero, one, skip)
+            _put(of, d + 5 * length, a5, bias[m0 + 5], z, lo_v, hi_v, act, sixth, half, zero, one, skip)
+            _put(of, d + 6 * length, a6, bias[m0 + 6], z, lo_v, hi_v, act, sixth, half, zero, one, skip)
+            _put(of, d + 7 * length, a7, bias[m0 + 7], z, lo_v, hi_v, act, sixth, half, zero, one, skip)
 
 
 @njit(cache=True, nogil=True)
@@ -731,10 +726,10 @@ def _pointwise(x, packed, bias, z, lo, hi, act, alpha, first, stop, b_first, b_s
         if channels <= _POINTWISE_DEPTH:
             _pointwise_block(x, packed, bias, None, z, lo, hi, act, unit, 0, channels, b_first, b_stop, out)
         else:
-            _pointwise_block(x, packed, bias, None, None, lowest, highest, none, unit, 0, _POINTWISE_DEPTH, b_first,
+            _pointwise_block(x, packed, no_bias, None, None, lowest, highest, none, unit, 0, _POINTWISE_DEPTH, b_first,
                              b_stop, out)
             for c0 in range(_POINTWISE_DEPTH, channels - _POINTWISE_DEPTH, _POINTWISE_DEPTH):
-                _pointwise_block(x, packed, bias, of, None, lowest, highest, none, unit, c0, c0 + _POINTWISE_DEPTH,
+                _pointwise_block(x, packed, no_bias, of, None, lowest, highest, none, unit, c0, c0 + _POINTWISE_DEPTH,
                                  b_first, b_stop, out)
             last = (channels - 1) // _POINTWISE_DEPTH * _POINTWISE_DEPTH
             _pointwise_block(x, packed, bias, of, z, lo, hi, act, unit, last, channels, b_first, b_stop, out)
