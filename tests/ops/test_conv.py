@@ -239,6 +239,19 @@ def test_conv_pointwise_two_threads(xs, ws):
         np.testing.assert_allclose(session.run(None, {"x": x})[0], expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("m", [1000, 1001])
+def test_conv_pointwise_two_threads_swish(m):
+    """64 columns (one block): 1000 output channels split by row blocks over two threads, each
+    piece Swish'ing its own rows; 1001 (the last row block overlaps the one before) in one piece."""
+    from onnxpy import parallel
+
+    x, w, b = rand(1, 128, 8, 8), rand(m, 128, 1, 1), rand(m)
+    with parallel.using(parallel.Pool(2)):
+        got = conv_module.convolve(x, w, b, activation=(SWISH, 1.0))
+    expected = F.silu(torch.from_numpy(torch_conv(x, w, b, [1, 1], [1, 1], [0, 0, 0, 0], 1))).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("activation", [None, "hard_swish", "swish"])
 @pytest.mark.parametrize("with_z", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -787,7 +787,7 @@ def pointwise(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, z: np.ndarr
     units, blocks = n * max(1, length // (3 * vec)), -(-m // _POINTWISE_ROWS)
     count = parallel.pieces(n * m * x.shape[1] * length, units * blocks)
     args = (x, packed, b, zf, lo, hi, act, t(alpha))
-    if count <= units:
+    if count <= units or m % _POINTWISE_ROWS:  # (row blocks would overlap across pieces: a race)
         ranges = parallel.split(units, count)
         parallel.for_each(lambda i: _pointwise(*args, *ranges[i], 0, blocks, out), len(ranges))
     else:
