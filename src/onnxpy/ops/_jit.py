@@ -616,6 +616,15 @@ def _start(acc, at, width, zero):  # pragma: no cover - compiled
     return zero, zero, zero
 
 
+@njit(inline="always")
+def _column_block(unit, length, width):  # pragma: no cover - compiled
+    """Image, first column and end column of ``_pointwise``'s column block ``unit``: blocks of
+    ``width`` columns, an image's last block taking the rest."""
+    per_image = max(1, length // width)
+    n, k = unit // per_image, unit % per_image
+    return n, k * width, length if k == per_image - 1 else (k + 1) * width
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _pointwise_block(x, packed, bias, acc, z, lo, hi, act, unit, c0, c1, b_first, b_stop, out):  # pragma: no cover
     """``_pointwise`` for one column block ``unit`` and the input channels [c0, c1), the
@@ -624,13 +633,11 @@ def _pointwise_block(x, packed, bias, acc, z, lo, hi, act, unit, c0, c1, b_first
     m_out = out.shape[1]
     vec = simd.lanes(x)
     width = 3 * vec
-    per_image = max(1, length // width)
     xf, of = x.reshape(-1), out.reshape(-1)
     lo_v, hi_v = simd.splat(lo), simd.splat(hi)
     t = x.dtype.type
     sixth, half, zero, one = simd.splat(t(1 / 6)), simd.splat(t(0.5)), simd.splat(t(0)), simd.splat(t(1))
-    n, col = unit // per_image, unit % per_image * width
-    end = length if unit % per_image == per_image - 1 else col + width  # the last block takes the rest
+    n, col, end = _column_block(unit, length, width)
     src = n * channels * length + col
     for block in range(b_first, b_stop):
         m0 = min(block * _POINTWISE_ROWS, m_out - _POINTWISE_ROWS)
@@ -714,7 +721,6 @@ def _pointwise(x, packed, bias, z, lo, hi, act, alpha, first, stop, b_first, b_s
     exp runs after, on about _SWISH_BUDGET outputs at a time while they are in cache (``_finish``)."""
     channels, m_out, length = x.shape[1], out.shape[1], x.shape[2]
     width = 3 * simd.lanes(x)
-    per_image = max(1, length // width)
     of = out.reshape(-1)
     t = x.dtype.type
     none, lowest, highest = 0, t(-np.inf), t(np.inf)
@@ -733,11 +739,11 @@ def _pointwise(x, packed, bias, z, lo, hi, act, alpha, first, stop, b_first, b_s
                                  b_first, b_stop, out)
             last = (channels - 1) // _POINTWISE_DEPTH * _POINTWISE_DEPTH
             _pointwise_block(x, packed, bias, of, z, lo, hi, act, unit, last, channels, b_first, b_stop, out)
-        last_of_image = unit % per_image == per_image - 1
-        if act == SWISH and (last_of_image or unit == stop - 1 or (unit + 1 - pending) * width * rows >= _SWISH_BUDGET):
-            y = out[unit // per_image].reshape(m_out, length)
-            _finish(y, no_bias, y, False, lowest, highest, SWISH, alpha, r0, r1, pending % per_image * width,
-                    length if last_of_image else (unit % per_image + 1) * width)
+        n, _, end = _column_block(unit, length, width)
+        if act == SWISH and (end == length or unit == stop - 1 or (unit + 1 - pending) * width * rows >= _SWISH_BUDGET):
+            y = out[n].reshape(m_out, length)
+            first_column = _column_block(pending, length, width)[1]
+            _finish(y, no_bias, y, False, lowest, highest, SWISH, alpha, r0, r1, first_column, end)
             pending = unit + 1
     return out
 
