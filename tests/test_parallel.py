@@ -84,6 +84,48 @@ def test_kernels_outside_a_run_use_one_thread():
     assert parallel.threads() == 1
 
 
+def _wait_for(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return condition()
+
+
+def test_a_run_keeps_the_helpers_polling_and_lets_them_block_after():
+    """While a run holds the pool its helpers poll for work however long the gap between regions
+    (waking a blocked thread costs 40-170 us); a helper that blocked before the run is woken at its
+    start; after the run they block again (no thread keeps spinning between runs)."""
+    pool = parallel.Pool(2)
+    pool.for_each(lambda i: time.sleep(0.001), 2)  # starts the helper
+    assert _wait_for(lambda: pool._asleep[0] == 1)  # its polling time over, it blocks
+    with parallel.using(pool):
+        assert pool._hold[0] == 1
+        assert _wait_for(lambda: pool._asleep[0] == 0)  # woken by the run's start
+        time.sleep(0.05)  # far longer than a helper polls between runs
+        assert pool._asleep[0] == 0
+        seen = set()
+        pool.for_each(lambda i: (time.sleep(0.002), seen.add(threading.current_thread().name)), 4)
+        assert len(seen) == 2
+    assert pool._hold[0] == 0
+    assert _wait_for(lambda: pool._asleep[0] == 1)
+
+
+def test_a_session_without_spinning_leaves_its_helpers_blocked(split_everything):
+    feeds = {"X": RNG.standard_normal((2, 16, 20, 20)).astype(np.float32)}
+    inits = {"W": RNG.standard_normal((32, 16, 3, 3)).astype(np.float32)}
+    model = node_model("Conv", feeds, ["Y"], opset=17, initializers=inits, output_types={"Y": 1}, pads=[1, 1, 1, 1])
+    expected = run_onnxruntime(model, feeds)[0]
+    options = onnxpy.SessionOptions()
+    options.intra_op_num_threads = 2
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxpy.InferenceSession(model.SerializeToString(), options)
+    assert not session._pool.spin and _session(model)._pool.spin
+    for _ in range(3):
+        np.testing.assert_allclose(session.run(None, feeds)[0], expected, rtol=1e-4, atol=1e-4)
+    with parallel.using(session._pool):
+        assert session._pool._hold[0] == 0
+
+
 @pytest.mark.parametrize("a_shape, b_shape", [
     ((12, 40, 24), (12, 24, 16)),  # by batch
     ((2, 12, 40, 24), (24, 200)),  # broadcast matrix, by columns

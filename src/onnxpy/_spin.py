@@ -3,7 +3,8 @@
 A thread that blocks on a lock sleeps in the kernel, and on a virtual machine its CPU halts: waking
 it takes 40-170 us, as long as a small convolution. Between parallel regions of one run the pool's
 helpers (and the thread that waits for them) instead poll a counter for a while in compiled code,
-with the GIL released, and block only when nothing comes. (What remains of the 20 us is taking
+with the GIL released, and block only when nothing comes; while a run is in progress they poll
+until it ends (``Pool.holding``), as onnxruntime's pool spins. (What remains of the 20 us is taking
 the GIL from the thread that posted the work.) The loads are atomic (acquire) so the
 compiler cannot hoist them out of the loop, with x86's ``pause`` between them. Imported only by a pool
 with helper threads (numba's import is not free).
@@ -40,18 +41,21 @@ def _load_acquire(typingctx, array, index):  # pragma: no cover - compile-time
 
 
 @njit(cache=True, nogil=True)
-def wait_change(counters, index, old, rounds):  # pragma: no cover - compiled
-    """Poll ``counters[index]`` up to ``rounds`` times; True as soon as it differs from ``old``."""
-    for _ in range(rounds):
+def wait_change(counters, index, old, rounds, hold):  # pragma: no cover - compiled
+    """Poll ``counters[index]`` at least ``rounds`` times, and on while ``hold[0]`` is not 0; True as
+    soon as it differs from ``old``."""
+    spun = 0
+    while spun < rounds or _load_acquire(hold, 0) != 0:
         if _load_acquire(counters, index) != old:
             return True
+        spun += 1
     return False
 
 
 def rounds_per_microsecond() -> float:
     """Polls per microsecond on this CPU (``pause`` takes 10-140 cycles depending on the model)."""
     probe = np.zeros(1, dtype=np.int64)
-    wait_change(probe, 0, 0, 1)  # compiled or loaded before timing
+    wait_change(probe, 0, 0, 1, probe)  # compiled or loaded before timing
     start = time.perf_counter()
-    wait_change(probe, 0, 0, 20000)
+    wait_change(probe, 0, 0, 20000, probe)
     return 20000 / max(1e-6, (time.perf_counter() - start) * 1e6)

@@ -7,8 +7,8 @@ itself: GEMMs by column or batch blocks, convolutions by bands of output, compil
 chunks. numpy's BLAS calls, ufunc loops and the ``nogil`` compiled kernels all release the GIL, so
 the pieces run at the same time. Between regions a helper polls for about a millisecond without
 the GIL (``_spin``: the regions of one run follow each other closely, and waking a sleeping
-thread costs 40-170 us here), then sleeps on its queue; the thread that waits for the helpers
-polls the same way.
+thread costs 40-170 us here), and for as long as a run is in progress (``Pool.holding``), then
+sleeps on its queue; the thread that waits for the helpers polls the same way.
 
 A session's pool is installed for the calling thread only during ``run`` (``using``). Kernels call
 ``for_each`` / ``matmul``, which fall back to the calling thread alone when no pool is installed,
@@ -52,17 +52,24 @@ def _guarded(job: Callable[[], None]) -> BaseException | None:
     return None
 
 
+def _wake() -> None:
+    """Posted to a blocked helper when a run starts: it goes back to polling, doing nothing else."""
+
+
 def _serve(jobs: queue.SimpleQueue, done: queue.SimpleQueue, posted: np.ndarray, finished: np.ndarray,
-           index: int, wait: Callable, rounds: int) -> None:
-    """A helper thread: run the jobs posted to it, spinning ``rounds`` polls for the next one before
-    it blocks on its queue."""
+           index: int, wait: Callable, rounds: int, hold: np.ndarray, asleep: np.ndarray) -> None:
+    """A helper thread: run the jobs posted to it, polling for the next one for ``rounds`` polls, or
+    while ``hold`` is set, before it blocks on its queue (marked in ``asleep``)."""
     while True:
-        wait(posted, index, finished[index], rounds)
+        if not wait(posted, index, finished[index], rounds, hold):
+            asleep[index] = 1
         job = jobs.get()
+        asleep[index] = 0
         if job is None:
             return
-        done.put(_guarded(job))
-        finished[index] += 1
+        if job is not _wake:
+            done.put(_guarded(job))
+            finished[index] += 1
 
 
 def _stop(queues: list[queue.SimpleQueue]) -> None:
@@ -73,13 +80,17 @@ def _stop(queues: list[queue.SimpleQueue]) -> None:
 class Pool:
     """``threads - 1`` helper threads plus the thread that starts a parallel region. The helpers
     start with the first region that needs them, so that a session that never splits work (or
-    only runs at one thread) costs neither threads nor the compiled spin loop's import."""
+    only runs at one thread) costs neither threads nor the compiled spin loop's import. With
+    ``spin``, the helpers poll for work for as long as a run holds the pool (``holding``)."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, spin: bool = True):
         self.threads = max(1, threads)
+        self.spin = spin
         self._busy = threading.Lock()  # one parallel region at a time
         self._jobs: list[queue.SimpleQueue] = []
         self._pid: int | None = None  # the process the helpers run in
+        self._hold = np.zeros(1, dtype=np.int64)  # runs holding the pool: the helpers poll while not 0
+        self._holders = threading.Lock()
 
     def _start(self) -> None:
         """Start the helpers (called holding ``_busy``); again in a forked child, which has none."""
@@ -90,11 +101,13 @@ class Pool:
         self._pid = os.getpid()
         self._posted = np.zeros(self.threads, dtype=np.int64)  # jobs posted to / finished by each helper
         self._finished = np.zeros(self.threads, dtype=np.int64)
+        self._asleep = np.zeros(self.threads, dtype=np.int64)
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._jobs = [queue.SimpleQueue() for _ in range(self.threads - 1)]
         for i, jobs in enumerate(self._jobs):
             threading.Thread(target=_serve, args=(jobs, self._done, self._posted, self._finished, i, self._wait,
-                                                  self._rounds), name=f"onnxpy-intra-op-{i + 1}", daemon=True).start()
+                                                  self._rounds, self._hold, self._asleep),
+                             name=f"onnxpy-intra-op-{i + 1}", daemon=True).start()
         weakref.finalize(self, _stop, self._jobs)
 
     def for_each(self, fn: Callable[[int], None], count: int) -> None:
@@ -119,7 +132,7 @@ class Pool:
                 self._posted[i] += 1
             errors = [_guarded(job)]
             for i in range(helpers):
-                self._wait(self._finished, i, self._posted[i] - 1, self._rounds)
+                self._wait(self._finished, i, self._posted[i] - 1, self._rounds, self._hold)
                 errors.append(self._done.get())
         finally:
             self._busy.release()
@@ -127,14 +140,39 @@ class Pool:
             if error is not None:
                 raise error
 
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Keep the helpers polling for work until the block ends (a run: waking a blocked helper
+        at every parallel region costs 40-170 us, where a small model's nodes take 10-300 us), and
+        wake those blocked now. Without ``spin``, or before the first region started the helpers,
+        the block runs as it is."""
+        if not self.spin or not self._jobs or self._pid != os.getpid():
+            yield
+            return
+        with self._holders:
+            self._hold[0] += 1
+        for i, jobs in enumerate(self._jobs):
+            if self._asleep[i]:
+                jobs.put(_wake)
+        try:
+            yield
+        finally:
+            with self._holders:
+                self._hold[0] -= 1
+
 
 @contextlib.contextmanager
 def using(pool: Pool | None) -> Iterator[None]:
-    """Install ``pool`` for the calling thread's kernels for the duration of the block."""
+    """Install ``pool`` for the calling thread's kernels for the duration of the block, holding
+    its helpers (``Pool.holding``)."""
     previous = getattr(_local, "pool", None)
     _local.pool = pool
     try:
-        yield
+        if pool is None:
+            yield
+        else:
+            with pool.holding():
+                yield
     finally:
         _local.pool = previous
 

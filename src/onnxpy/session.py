@@ -164,7 +164,8 @@ class InferenceSession:
         self._profile_start = time.perf_counter()
         self._profile_start_ns = time.time_ns()
         threads = self._options.intra_op_num_threads
-        self._pool = parallel.Pool(threads if threads > 0 else parallel.usable_cpus())
+        spin = self._options._config.get("session.intra_op.allow_spinning", "1") != "0"
+        self._pool = parallel.Pool(threads if threads > 0 else parallel.usable_cpus(), spin)
 
     def get_inputs(self) -> list[NodeArg]:
         return [NodeArg.of(v) for v in self._interface.inputs]

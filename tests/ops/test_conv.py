@@ -226,7 +226,8 @@ def test_conv_pointwise(xs, ws, strides, dtype):
 
 
 @pytest.mark.parametrize("xs,ws", [((1, 64, 56, 56), (128, 64, 1, 1)),     # split by column blocks
-                                   ((1, 320, 7, 7), (1280, 320, 1, 1))])   # one column block: split by rows
+                                   ((1, 320, 7, 7), (1280, 320, 1, 1)),    # one column block: split by rows
+                                   ((1, 512, 13, 13), (1000, 512, 1, 1))])  # three (unequal): by rows
 def test_conv_pointwise_two_threads(xs, ws):
     """Weights as initializers (packed once, then reused) and the work split over two threads."""
     x, w, b = rand(*xs), rand(*ws), rand(ws[0])
@@ -239,13 +240,15 @@ def test_conv_pointwise_two_threads(xs, ws):
         np.testing.assert_allclose(session.run(None, {"x": x})[0], expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("side", [8, 13])
 @pytest.mark.parametrize("m", [1000, 1001])
-def test_conv_pointwise_two_threads_swish(m):
-    """64 columns (one block): 1000 output channels split by row blocks over two threads, each
-    piece Swish'ing its own rows; 1001 (the last row block overlaps the one before) in one piece."""
+def test_conv_pointwise_two_threads_swish(m, side):
+    """64 columns (one block) or 169 (three): 1000 output channels split by row blocks over two
+    threads, each piece Swish'ing its own rows of every column block; 1001 (the last row block
+    overlaps the one before) by column blocks, or in one piece."""
     from onnxpy import parallel
 
-    x, w, b = rand(1, 128, 8, 8), rand(m, 128, 1, 1), rand(m)
+    x, w, b = rand(1, 128, side, side), rand(m, 128, 1, 1), rand(m)
     with parallel.using(parallel.Pool(2)):
         got = conv_module.convolve(x, w, b, activation=(SWISH, 1.0))
     expected = F.silu(torch.from_numpy(torch_conv(x, w, b, [1, 1], [1, 1], [0, 0, 0, 0], 1))).numpy()

@@ -775,7 +775,7 @@ def pointwise(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, z: np.ndarr
     """The 1x1 convolution ``pointwise_applies`` to, plus the bias, plus z (of the output's shape),
     then clamped to ``clamp = (lo, hi)``, then given an ``activation`` (HARD_SWISH, or SWISH in
     float32), each when given (``_pointwise``), over the session's threads by column blocks or, for
-    few columns, row blocks. Returns the output and whether the activation was applied."""
+    few of them, row blocks. Returns the output and whether the activation was applied."""
     n, m, length = x.shape[0], w.shape[0], math.prod(out_shape)
     vec = simd.BYTES // x.dtype.itemsize
     if any(s != 1 for s in strides):
@@ -793,7 +793,10 @@ def pointwise(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, z: np.ndarr
     units, blocks = n * max(1, length // (3 * vec)), -(-m // _POINTWISE_ROWS)
     count = parallel.pieces(n * m * x.shape[1] * length, units * blocks)
     args = (x, packed, b, zf, lo, hi, act, t(alpha))
-    if count <= units or m % _POINTWISE_ROWS:  # (row blocks would overlap across pieces: a race)
+    # by column blocks where there are enough to balance the pieces (an image's last block is the
+    # widest: 3 column blocks of 13x13 cut 48 | 121), else by row blocks unless they would overlap
+    # across pieces (a race)
+    if count * 4 <= units or m % _POINTWISE_ROWS:
         ranges = parallel.split(units, count)
         parallel.for_each(lambda i: _pointwise(*args, *ranges[i], 0, blocks, out), len(ranges))
     else:
