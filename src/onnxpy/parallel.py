@@ -242,7 +242,11 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
 def in_ranges(total: int, work: float, run: Callable[[int, int], None]) -> None:
     """``run(lo, hi)`` over contiguous ranges covering range(total), as many as ``work`` (in GEMM
     multiply-adds, for all of it) repays, spread over the calling thread's pool."""
-    ranges = split(total, pieces(work, total))
+    count = pieces(work, total)
+    if count == 1:  # (most calls: a direct call saves the ranges and the pool's bookkeeping, ~4 us)
+        run(0, total)
+        return
+    ranges = split(total, count)
     for_each(lambda i: run(*ranges[i]), len(ranges))
 
 

@@ -11,6 +11,19 @@ from numpy.polynomial import chebyshev
 
 from onnxpy import parallel
 
+_JIT = None
+
+
+def jit():
+    """``onnxpy.ops._jit``, imported on first use (numba's import costs about 0.3 s) and then kept:
+    an import statement in a kernel costs about 1 us a call."""
+    global _JIT
+    if _JIT is None:
+        from onnxpy.ops import _jit
+
+        _JIT = _jit
+    return _JIT
+
 
 def normalize_axis(axis: int, rank: int) -> int:
     """A possibly negative axis as an index in ``[0, rank)``; raises ValueError when out of range."""
@@ -119,8 +132,7 @@ def gelu(x: np.ndarray) -> np.ndarray:
 
 
 def _erf_or_gelu(x: np.ndarray, fused_gelu: bool) -> np.ndarray:
-    from onnxpy.ops import _jit
-
+    _jit = jit()
     work = compute_dtype(x.dtype, np.float32)
     radius, coefficients = _ERF[work]
     return _jit.erf(x.astype(work, copy=False), coefficients, radius, fused_gelu).astype(x.dtype, copy=False)
@@ -160,8 +172,7 @@ def softmax(x: np.ndarray, axis: int = -1, empty_rows_zero: bool = False) -> np.
     n = x.shape[-1] if x.ndim else 1
     rows = np.ascontiguousarray(x).reshape(-1, n)
     if x.dtype == np.float32 and n and x.size >= JIT_MIN_SIZE:
-        from onnxpy.ops import _jit
-
+        _jit = jit()
         return _jit.softmax_rows(rows, empty_rows_zero).reshape(x.shape)
     out = np.empty(rows.shape, dtype=x.dtype)
     step = max(1, _SOFTMAX_BLOCK // max(n, 1))
@@ -202,8 +213,7 @@ def arithmetic(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         while shape[lead - 1] == 1:  # stops at a dimension above 1, as small has more than one element
             lead -= 1
         if shape[:lead] == big.shape[:lead]:
-            from onnxpy.ops import _jit
-
+            _jit = jit()
             return _jit.per_row(ufunc, big, small, small is a)
     return parallel.binary(ufunc, a, b)
 
@@ -226,8 +236,7 @@ def hard_sigmoid(x: np.ndarray, alpha: float, beta: float, times_x: bool = False
     and float64 arrays in one compiled pass, others in place after numpy's first pass (and not with
     np.clip, which turns bfloat16 into float32)."""
     if x.dtype in JIT_FLOATS and x.size >= JIT_MIN_SIZE:
-        from onnxpy.ops import _jit
-
+        _jit = jit()
         return _jit.hard_sigmoid(x, alpha, beta, times_x)
     y = np.empty_like(x)
     np.multiply(x, x.dtype.type(alpha), out=y)
@@ -250,8 +259,7 @@ def _sigmoid_times(x: np.ndarray, alpha: float, times_x: bool, cubic: float = 0.
     pass (``_jit``), the rest with numpy, in place after its first pass."""
     work = x.astype(compute_dtype(x.dtype), copy=False)
     if work.dtype == np.float32 and work.size >= JIT_MIN_SIZE:
-        from onnxpy.ops import _jit
-
+        _jit = jit()
         return _jit.sigmoid(work, alpha, times_x, cubic).astype(x.dtype, copy=False)
     y = np.empty_like(work)
     if cubic:
@@ -281,8 +289,7 @@ def layer_norm_rows(x: np.ndarray, first: int, scale: np.ndarray, bias: np.ndarr
             p is not None and (p.size != cols or np.broadcast_shapes(p.shape, trailing) != trailing)
             for p in (scale, bias))):
         return None
-    from onnxpy.ops import _jit
-
+    _jit = jit()
     y, mean, inv = _jit.layer_norm(x.reshape(-1, cols), scale, bias, epsilon, simplified)
     stats = x.shape[:first] + (1,) * len(trailing)
     return y.reshape(x.shape), mean.reshape(stats), inv.reshape(stats)

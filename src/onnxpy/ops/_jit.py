@@ -26,6 +26,7 @@ stops LLVM from vectorising the inner loops.
 """
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from typing import Callable
@@ -78,6 +79,17 @@ _POINTWISE_ROWS = 8
 _POINTWISE_DEPTH = 128
 _SWISH_BUDGET = 1 << 16
 
+
+
+def _ints(values) -> np.ndarray:
+    """Strides, dilations or pads as the int64 array the kernels take, made once per distinct value
+    (3 us a call otherwise; the kernels only read them)."""
+    return _int64s(tuple(values))
+
+
+@functools.lru_cache(maxsize=256)
+def _int64s(values: tuple[int, ...]) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)
 
 @njit(inline="always")
 def _tap_weights(w, m_out, triples):  # pragma: no cover - compiled
@@ -282,12 +294,12 @@ def _windows(x, w, bias, strides, dilations, begin, out_hw, lo, hi, maximum) -> 
     x = np.ascontiguousarray(x)
     if (not maximum and list(strides) == [1, 1] and list(out_hw) == list(x.shape[2:])
             and x.shape[3] <= _FLAT_MAX_WIDTH):
-        dilations, begin = (np.asarray(v, dtype=np.int64) for v in (dilations, begin))
+        dilations, begin = _ints(dilations), _ints(begin)
 
         def run(first: int, stop: int) -> None:
             _depthwise_flat(x, w, bias, dilations, begin, t(lo), t(hi), first, stop, out)
     else:
-        geometry = [np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)]
+        geometry = [_ints(v) for v in (strides, dilations, begin)]
 
         def run(first: int, stop: int) -> None:
             _window2d(x, w, bias, *geometry, t(lo), t(hi), maximum, first, stop, out)
@@ -388,7 +400,7 @@ def _depthwise_small(x: np.ndarray, w: np.ndarray, bias: np.ndarray, strides: li
     xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     wt = _derived(w, _channels_last)
     yh = np.empty((n, *out_hw, c), dtype=x.dtype)
-    geometry = [np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)]
+    geometry = [_ints(v) for v in (strides, dilations, begin)]
     t = x.dtype.type
     parallel.in_ranges(n * out_hw[0], _WINDOW_COST * yh.size * w.shape[2] * w.shape[3],
                        lambda first, stop: _depthwise_nhwc(xh, wt, bias, *geometry, t(lo), t(hi), first, stop, yh))
@@ -572,7 +584,7 @@ def direct2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: lis
     lo, hi = (t(-np.inf), t(np.inf)) if clamp is None else (t(clamp[0]), t(clamp[1]))
     b = np.zeros(m, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
-    geometry = [np.asarray(v, dtype=np.int64) for v in (strides, begin)]
+    geometry = [_ints(v) for v in (strides, begin)]
     act = HARD_SWISH if hard_swish else 0
     parallel.in_ranges(n * out_hw[0], w[0].size * out.size,
                        lambda first, stop: _direct2d(x, w, b, *geometry, lo, hi, act, first, stop, out))
@@ -796,7 +808,9 @@ def pointwise(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, z: np.ndarr
     # by column blocks where there are enough to balance the pieces (an image's last block is the
     # widest: 3 column blocks of 13x13 cut 48 | 121), else by row blocks unless they would overlap
     # across pieces (a race)
-    if count * 4 <= units or m % _POINTWISE_ROWS:
+    if count == 1:
+        _pointwise(*args, 0, units, 0, blocks, out)
+    elif count * 4 <= units or m % _POINTWISE_ROWS:
         ranges = parallel.split(units, count)
         parallel.for_each(lambda i: _pointwise(*args, *ranges[i], 0, blocks, out), len(ranges))
     else:
@@ -837,7 +851,7 @@ def im2col2d(x: np.ndarray, kernel: tuple[int, int], strides: list[int], dilatio
              r0: int, r1: int, cols: np.ndarray) -> np.ndarray:
     """Fill ``cols`` (C, kH, kW, rows, out_w) with the patches of output rows [r0, r1) of the 2-D
     convolution of x (C, H, W) padded by ``begin`` (the end padding needs no data)."""
-    return _im2col2d(x, kernel[0], kernel[1], *(np.asarray(v, dtype=np.int64) for v in (strides, dilations, begin)),
+    return _im2col2d(x, kernel[0], kernel[1], *(_ints(v) for v in (strides, dilations, begin)),
                      r0, r1, cols)
 
 

@@ -21,8 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from onnxpy import parallel
-from onnxpy.ops._helpers import (HARD_SWISH, JIT_FLOATS, JIT_MIN_SIZE, compute_dtype, late_activation, pad_spatial,
-                                 per_axis, window_geometry, windows)
+from onnxpy.ops._helpers import (HARD_SWISH, JIT_FLOATS, JIT_MIN_SIZE, compute_dtype, jit, late_activation,
+                                 pad_spatial, per_axis, window_geometry, windows)
 from onnxpy.registry import kernel
 
 # output channels per input channel from which a one-group-per-channel convolution (a single input
@@ -51,8 +51,7 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
         raise ValueError(f"X has {c} channels and W shape {w.shape}: expected C == W.shape[1] * group "
                          f"and M divisible by group (group={group})")
     if cg == 1 and m // c < _MAX_WINDOW_MULTIPLIER and len(out) <= 2 and x.dtype in JIT_FLOATS:
-        from onnxpy.ops import _jit
-
+        _jit = jit()
         row = [1] * (2 - len(out))  # a 1-D convolution as a one-row image
         y = _jit.depthwise2d(x.reshape(x.shape[:2] + (1,) * len(row) + x.shape[2:]),
                              w.reshape(w.shape[:2] + (1,) * len(row) + w.shape[2:]) if row else w, b, row + strides,
@@ -60,8 +59,7 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
         y = y.reshape((n, m) + tuple(out))
         return late_activation(y if z is None else _epilogue(y, None, z, clamp), activation)
     if group == 1:
-        from onnxpy.ops import _jit
-
+        _jit = jit()
         done = None
         if _jit.pointwise_applies(x, w, begin, end, out):
             done = _jit.pointwise(x, w, b, z, strides, out, clamp, activation)
@@ -73,8 +71,7 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
             return late_activation(y, None if activated else activation)
     if (group == 1 and w.shape[2:] == (3, 3) and strides == [1, 1] and dilations == [1, 1] and c >= 8
             and x.dtype in JIT_FLOATS and -(-out[0] // 2) * -(-out[1] // 2) >= _WINOGRAD_MIN_TILES):
-        from onnxpy.ops import _jit
-
+        _jit = jit()
         y = _jit.winograd3x3(x, w, b, begin, out, clamp if z is None else None)
         return late_activation(y if z is None else _epilogue(y, None, z, clamp), activation)
     return _gemm_conv(x, w, b, z, clamp, activation, group, strides, dilations, begin, end, out)
@@ -148,7 +145,7 @@ def _gemm_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, z: np.ndarray
             y = _epilogue(y, None if b is None else b.reshape(m, 1), z2, clamp)
             return late_activation(y, activation).reshape((1, m) + tuple(out))
     if compiled:
-        from onnxpy.ops import _jit
+        _jit = jit()
     bias = np.zeros(m, x.dtype) if b is None and compiled else b
     bias = None if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     if small:
