@@ -40,6 +40,32 @@ def _load_acquire(typingctx, array, index):  # pragma: no cover - compile-time
     return array.dtype(array, index), codegen
 
 
+@intrinsic
+def _store_release(typingctx, array, index, value):  # pragma: no cover - compile-time
+    if not isinstance(array, types.Array) or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        view = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, view, [args[1]], wraparound=False)
+        stored = context.cast(builder, args[2], signature.args[2], array_type.dtype)
+        builder.store_atomic(stored, pointer, "release", array_type.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.none(array, index, value), codegen
+
+
+@njit(cache=True, nogil=True)
+def finish_then_wait(finished, posted, index, rounds, hold):  # pragma: no cover - compiled
+    """Count one more job finished by helper ``index``, once the GIL is released (so that the
+    thread waiting for it does not wake only to block on the GIL), then ``wait_change`` for the
+    next job posted to it."""
+    done = finished[index] + 1
+    _store_release(finished, index, done)
+    return wait_change(posted, index, done, rounds, hold)
+
+
 @njit(cache=True, nogil=True)
 def wait_change(counters, index, old, rounds, hold):  # pragma: no cover - compiled
     """Poll ``counters[index]`` at least ``rounds`` times, and on while ``hold[0]`` is not 0; True as

@@ -24,6 +24,7 @@ import os
 import queue
 import threading
 import weakref
+from types import ModuleType
 from typing import Callable, Iterator
 
 import numpy as np
@@ -57,19 +58,24 @@ def _wake() -> None:
 
 
 def _serve(jobs: queue.SimpleQueue, done: queue.SimpleQueue, posted: np.ndarray, finished: np.ndarray,
-           index: int, wait: Callable, rounds: int, hold: np.ndarray, asleep: np.ndarray) -> None:
+           index: int, spin: ModuleType, rounds: int, hold: np.ndarray, asleep: np.ndarray) -> None:
     """A helper thread: run the jobs posted to it, polling for the next one for ``rounds`` polls, or
-    while ``hold`` is set, before it blocks on its queue (marked in ``asleep``)."""
+    while ``hold`` is set, before it blocks on its queue (marked in ``asleep``). A job is counted
+    finished from compiled code, the GIL released: counted before, the thread waiting for it woke
+    only to block on the GIL, 10 us a region."""
+    polled = spin.wait_change(posted, index, finished[index], rounds, hold)
     while True:
-        if not wait(posted, index, finished[index], rounds, hold):
+        if not polled:
             asleep[index] = 1
         job = jobs.get()
         asleep[index] = 0
         if job is None:
             return
-        if job is not _wake:
+        if job is _wake:
+            polled = spin.wait_change(posted, index, finished[index], rounds, hold)
+        else:
             done.put(_guarded(job))
-            finished[index] += 1
+            polled = spin.finish_then_wait(finished, posted, index, rounds, hold)
 
 
 def _stop(queues: list[queue.SimpleQueue]) -> None:
@@ -105,7 +111,7 @@ class Pool:
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._jobs = [queue.SimpleQueue() for _ in range(self.threads - 1)]
         for i, jobs in enumerate(self._jobs):
-            threading.Thread(target=_serve, args=(jobs, self._done, self._posted, self._finished, i, self._wait,
+            threading.Thread(target=_serve, args=(jobs, self._done, self._posted, self._finished, i, _spin,
                                                   self._rounds, self._hold, self._asleep),
                              name=f"onnxpy-intra-op-{i + 1}", daemon=True).start()
         weakref.finalize(self, _stop, self._jobs)
