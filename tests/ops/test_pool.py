@@ -151,6 +151,43 @@ def test_max_pool_propagates_nan_and_inf(kernel, strides, pads, dtype):
     check(model, {"x": x}, expected=[want])
 
 
+@pytest.mark.parametrize("kernel,strides,pads,ceil_mode", [
+    ([3, 3], [2, 2], [1, 1, 1, 1], 0),  # resnet's
+    ([3, 3], [2, 2], [0, 0, 0, 0], 1),  # squeezenet's
+    ([3, 3], [1, 1], [1, 1, 1, 1], 0),
+    ([2, 2], [2, 2], [0, 0, 0, 0], 0),
+    ([5, 3], [2, 1], [2, 1, 2, 1], 0),
+    ([3, 3], [3, 3], [1, 1, 1, 1], 0),  # stride 3: column by column
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_wide_rows(kernel, strides, pads, ceil_mode, dtype):
+    """Rows of at least a vector (the separable kernel's vector passes, each row's last vector
+    overlapping the one before) and of less, with NaN and infinities."""
+    x = rand(2, 3, 37, 41, dtype=dtype)
+    x[0, 1, 10, 20] = np.nan
+    x[1, 0, 36, 40] = np.nan
+    x[1, 2, 5:9, 30:41] = np.inf
+    x[0, 2, :4, :] = -np.inf
+    want = brute_pool(x, kernel, strides, [1, 1], pads[:2], pads[2:], ceil_mode, maximum)
+    model = node_model("MaxPool", {"x": x}, ["y"], opset=12, kernel_shape=kernel, strides=strides, pads=pads,
+                       ceil_mode=ceil_mode)
+    check(model, {"x": x}, expected=[want])
+
+
+def test_max_pool_windows_of_padding_only_give_minus_inf():
+    """A window entirely in the padding (pads as large as the kernel) holds no input: -inf."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from onnxpy.ops import _jit
+
+    x = rand(1, 2, 5, 21)
+    padded = np.pad(x, ((0, 0), (0, 0), (3, 2), (1, 0)), constant_values=-np.inf)
+    want = sliding_window_view(padded, (2, 2), axis=(2, 3)).max(axis=(-2, -1))
+    got = _jit.max_pool2d(x, [2, 2], [1, 1], [1, 1], [3, 1], list(want.shape[2:]))
+    np.testing.assert_array_equal(got, want)
+    assert np.isneginf(got[:, :, [0, 1, 8]]).all() and np.isfinite(got[:, :, 2:8]).all()  # rows of padding only
+
+
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.float16, np.float64])
 def test_max_pool_dtypes(dtype):
     x = RNG.integers(0, 100, (1, 2, 6, 6)).astype(dtype)

@@ -1,6 +1,7 @@
 """Kernels compiled with numba, for the loops numpy cannot express without extra passes over memory.
 
-Depthwise convolution (and max pooling, the same sliding window with max for multiply-add): numpy
+Depthwise convolution (and dilated max pooling, the same sliding window with max for multiply-add;
+undilated max pooling is separable, a row maximum then a column maximum, ``_max_pool_rows``): numpy
 needs one pass per kernel tap (or an im2col copy nine times the input); the loop below reads each
 input channel once into a small, cache-resident, padded buffer, accumulates the taps as long
 contiguous multiply-adds, and writes the output once with bias and clamp applied. Small outputs
@@ -90,6 +91,12 @@ def _ints(values) -> np.ndarray:
 @functools.lru_cache(maxsize=256)
 def _int64s(values: tuple[int, ...]) -> np.ndarray:
     return np.asarray(values, dtype=np.int64)
+
+@njit(inline="always")
+def _larger(a, b):  # pragma: no cover - compiled
+    """max(a, b), NaN where either is NaN (as np.maximum)."""
+    return a if a > b or a != a else b
+
 
 @njit(inline="always")
 def _tap_weights(w, m_out, triples):  # pragma: no cover - compiled
@@ -186,10 +193,8 @@ def _window2d(x, w, bias, strides, dilations, pads, lo, hi, maximum, first, stop
                     b0, b1, b2 = start + tap_start[g], start + tap_start[g + 1], start + tap_start[g + 2]
                     if maximum:  # NaN wins, as in np.maximum
                         for p in range(size):
-                            a, v0, v1, v2 = acc[start + p], planes[b0 + p], planes[b1 + p], planes[b2 + p]
-                            a = a if a > v0 or a != a else v0
-                            a = a if a > v1 or a != a else v1
-                            acc[start + p] = a if a > v2 or a != a else v2
+                            acc[start + p] = _larger(_larger(_larger(acc[start + p], planes[b0 + p]), planes[b1 + p]),
+                                                     planes[b2 + p])
                     else:
                         _add_taps3(acc, start, planes, b0, b1, b2, tap_weight[m, g], tap_weight[m, g + 1],
                                    tap_weight[m, g + 2], size)
@@ -278,12 +283,85 @@ def depthwise2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: 
                     out_hw, lo, hi, False)
 
 
+@njit(inline="always")
+def _pooled(row, at, s_w, k_w):  # pragma: no cover - compiled
+    """A vector of outputs from the max-pooled row buffer: the maximum over kW columns from ``at``
+    (every other column at stride 2)."""
+    acc = simd.load_even(row, at) if s_w == 2 else simd.load(row, at)
+    for kx in range(1, k_w):
+        acc = simd.maximum(acc, simd.load_even(row, at + kx) if s_w == 2 else simd.load(row, at + kx))
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def _max_pool_rows(x, k_h, k_w, s_h, s_w, p_t, p_l, first, stop, out):  # pragma: no cover - compiled
+    """Max pooling (dilation 1) of x (N, C, H, W) into out (N, C, OH, OW), -inf beyond the input,
+    for the (batch, channel) pairs [first, stop). Separable, each output row in two vector passes:
+    the maximum over its kH input rows into a -inf-padded row buffer, then over kW columns of it
+    (every other column at stride 2). A row's last vector overlaps the one before (the maximum is
+    the same computed twice); a row shorter than a vector goes through a scratch vector."""
+    height, width = x.shape[2], x.shape[3]
+    out_h, out_w = out.shape[2], out.shape[3]
+    vec = simd.lanes(x)
+    xf, of = x.reshape(-1), out.reshape(-1)
+    lowest = x.dtype.type(-np.inf)
+    size = max(p_l + width, (out_w + vec) * s_w + k_w) + 2 * vec  # the loads past its end read -inf
+    row = np.full(size, lowest, dtype=x.dtype)
+    short = np.empty(vec, dtype=x.dtype)
+    for item in range(first, stop):
+        plane = item * height * width
+        for oy in range(out_h):
+            dst = (item * out_h + oy) * out_w
+            r0, r1 = max(0, oy * s_h - p_t), min(height, oy * s_h - p_t + k_h)
+            if r1 <= r0:  # a window of padding only
+                for o in range(out_w):
+                    of[dst + o] = lowest
+                continue
+            src = plane + r0 * width
+            if width >= vec:
+                for j in range(0, width, vec):
+                    j = min(j, width - vec)
+                    acc = simd.load(xf, src + j)
+                    for r in range(1, r1 - r0):
+                        acc = simd.maximum(acc, simd.load(xf, src + r * width + j))
+                    simd.store(row, p_l + j, acc)
+            else:
+                for j in range(width):
+                    v = xf[src + j]
+                    for r in range(1, r1 - r0):
+                        v = _larger(v, xf[src + r * width + j])
+                    row[p_l + j] = v
+            if s_w > 2:
+                for o in range(out_w):
+                    acc = row[o * s_w]
+                    for kx in range(1, k_w):
+                        acc = _larger(acc, row[o * s_w + kx])
+                    of[dst + o] = acc
+            elif out_w >= vec:
+                for ox in range(0, out_w, vec):
+                    ox = min(ox, out_w - vec)
+                    simd.store(of, dst + ox, _pooled(row, ox * s_w, s_w, k_w))
+            else:
+                simd.store(short, 0, _pooled(row, 0, s_w, k_w))
+                for o in range(out_w):
+                    of[dst + o] = short[o]
+    return out
+
+
 def max_pool2d(x: np.ndarray, kernel: list[int], strides: list[int], dilations: list[int], begin: list[int],
                out_hw: list[int]) -> np.ndarray:
     """2-D max pooling of a float32 or float64 x (N, C, H, W) with ``begin`` padding and output size
-    ``out_hw``; NaN propagates."""
-    window = np.empty((1, *kernel), dtype=x.dtype)  # only its shape is read
-    return _windows(x, window, np.zeros(1, dtype=x.dtype), strides, dilations, begin, out_hw, -np.inf, np.inf, True)
+    ``out_hw``; NaN propagates. Without dilation, separable (``_max_pool_rows``: 1.5-3x faster than
+    the sliding window's phase planes on squeezenet's and resnet's 3x3 stride-2 pools)."""
+    if list(dilations) != [1, 1]:
+        window = np.empty((1, *kernel), dtype=x.dtype)  # only its shape is read
+        return _windows(x, window, np.zeros(1, dtype=x.dtype), strides, dilations, begin, out_hw, -np.inf, np.inf,
+                        True)
+    x = np.ascontiguousarray(x)
+    out = np.empty(x.shape[:2] + tuple(out_hw), dtype=x.dtype)
+    parallel.in_ranges(x.shape[0] * x.shape[1], _WINDOW_COST * (x.size * kernel[0] + out.size * kernel[1]),
+                       lambda first, stop: _max_pool_rows(x, *kernel, *strides, *begin, first, stop, out))
+    return out
 
 
 def _windows(x, w, bias, strides, dilations, begin, out_hw, lo, hi, maximum) -> np.ndarray:

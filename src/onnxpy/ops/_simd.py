@@ -160,6 +160,17 @@ def blend(typingctx, old, new, first):  # pragma: no cover - compile-time
 
 
 @intrinsic
+def maximum(typingctx, a, b):  # pragma: no cover - compile-time
+    """The larger of a and b, lane by lane, NaN where either is NaN (as np.maximum)."""
+    def codegen(context, builder, signature, args):
+        x, y = args
+        first = builder.or_(builder.fcmp_ordered(">", x, y), builder.fcmp_unordered("uno", x, x))
+        return builder.select(first, x, y)
+
+    return a(a, b), codegen
+
+
+@intrinsic
 def clamp(typingctx, value, lo, hi):  # pragma: no cover - compile-time
     """lo where value < lo, hi where value > hi, else value (NaN stays NaN), lane by lane."""
     def codegen(context, builder, signature, args):
