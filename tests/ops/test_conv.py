@@ -140,6 +140,7 @@ def test_conv_depthwise_keeps_infinities(xs, ws, strides, pads, dtype):
 # a few input channels (a network's stem) and output rows of at least two vectors: the direct kernel
 DIRECT_CASES = [
     ((1, 3, 40, 70), (16, 3, 3, 3), [2, 2], [1, 1, 1, 1]),     # a stem: stride 2
+    ((1, 3, 30, 101), (16, 3, 7, 7), [2, 2], [3, 3, 3, 3]),    # resnet's stem: odd pad, odd width
     ((2, 3, 21, 37), (13, 3, 3, 3), [1, 1], [1, 1, 1, 1]),     # 13 channels, rows of 37, two images
     ((1, 1, 30, 40), (40, 1, 5, 5), [1, 1], [2, 2, 2, 2]),     # one input channel, 5x5
     ((1, 4, 19, 70), (9, 4, 3, 5), [2, 2], [0, 2, 1, 0]),      # asymmetric pads, a 3x5 kernel

@@ -563,25 +563,27 @@ def _direct2d(x, w, bias, strides, pads, lo, hi, act, first, stop, out):  # prag
     [first, stop) of N * OH.
 
     The output columns are the vector lanes. A band of rows at a time, the input rows the band
-    reads are copied with their padding into a small buffer; then for each pair of output vectors
-    and each block of _DIRECT_CHANNELS output channels, every tap loads its two input vectors once
-    (every other element at stride 2) and multiply-adds them into 16 accumulators held in
-    registers. The last vector pair and channel block overlap the ones before instead of running
-    short (their shared outputs are computed twice, equally)."""
+    reads are copied with their padding into a small buffer, at column stride 2 as two phases (the
+    even padded columns, then the odd ones, so that every tap reads contiguous vectors); then for
+    each pair of output vectors and each block of _DIRECT_CHANNELS output channels, every tap loads
+    its two input vectors once and multiply-adds them into 16 accumulators held in registers. The
+    last vector pair and channel block overlap the ones before instead of running short (their
+    shared outputs are computed twice, equally)."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     m_out, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     k_h, k_w = w.shape[2], w.shape[3]
     s_h, s_w, p_t, p_l = strides[0], strides[1], pads[0], pads[1]
     vec = simd.lanes(x)
     taps = channels * k_h * k_w
-    row_len = (out_w - 1) * s_w + k_w + 2 * vec  # a padded input row, and the 2-vector read at its end
+    phase = out_w + (k_w - 1) // s_w + 2 * vec  # a padded row's columns of one phase, and the 2-vector read at its end
+    row_len = s_w * phase
     band_rows = (_DIRECT_BAND - 1) * s_h + k_h
     rows_in = np.empty(channels * band_rows * row_len, dtype=x.dtype)
     tap_start = np.empty(taps, dtype=np.int64)
     for c in range(channels):
         for ky in range(k_h):
             for kx in range(k_w):
-                tap_start[(c * k_h + ky) * k_w + kx] = (c * band_rows + ky) * row_len + kx
+                tap_start[(c * k_h + ky) * k_w + kx] = (c * band_rows + ky) * row_len + kx % s_w * phase + kx // s_w
     xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
     lo_v, hi_v = simd.splat(lo), simd.splat(hi)
     t = x.dtype.type
@@ -597,13 +599,24 @@ def _direct2d(x, w, bias, strides, pads, lo, hi, act, first, stop, out):  # prag
         for c in range(channels):
             for i in range((oy1 - 1 - oy0) * s_h + k_h):
                 if 0 <= r0 + i < height:
-                    dst, src = (c * band_rows + i) * row_len + p_l, ((n * channels + c) * height + r0 + i) * width
+                    dst, src = (c * band_rows + i) * row_len, ((n * channels + c) * height + r0 + i) * width
                     count = min(width, row_len - p_l)
-                    rows_in[dst:dst + count] = xf[src:src + count]
+                    if s_w == 1:
+                        rows_in[dst + p_l:dst + p_l + count] = xf[src:src + count]
+                    else:  # input column j to phase (p_l + j) % 2, at (p_l + j) // 2: a vector of each at a time
+                        evens = dst + p_l % 2 * phase + p_l // 2
+                        odds = dst + (p_l + 1) % 2 * phase + (p_l + 1) // 2
+                        t = 0
+                        while 2 * t + 2 * vec < count:
+                            simd.store(rows_in, evens + t, simd.load_even(xf, src + 2 * t))
+                            simd.store(rows_in, odds + t, simd.load_even(xf, src + 2 * t + 1))
+                            t += vec
+                        for j in range(2 * t, count):
+                            rows_in[(evens if j % 2 == 0 else odds) + j // 2] = xf[src + j]
         for oy in range(oy0, oy1):
             for pair in range(-(-out_w // (2 * vec))):
                 ox = min(pair * 2 * vec, out_w - 2 * vec)
-                at = (oy - oy0) * s_h * row_len + ox * s_w
+                at = (oy - oy0) * s_h * row_len + ox
                 for block in range(-(-m_out // _DIRECT_CHANNELS)):
                     m0 = min(block * _DIRECT_CHANNELS, m_out - _DIRECT_CHANNELS)
                     a0, a1, a2, a3 = (simd.splat(bias[m0]), simd.splat(bias[m0 + 1]), simd.splat(bias[m0 + 2]),
@@ -613,10 +626,7 @@ def _direct2d(x, w, bias, strides, pads, lo, hi, act, first, stop, out):  # prag
                     b0, b1, b2, b3, b4, b5, b6, b7 = a0, a1, a2, a3, a4, a5, a6, a7
                     for tap in range(taps):
                         p = at + tap_start[tap]
-                        if s_w == 2:
-                            u, v = simd.load_even(rows_in, p), simd.load_even(rows_in, p + 2 * vec)
-                        else:
-                            u, v = simd.load(rows_in, p), simd.load(rows_in, p + vec)
+                        u, v = simd.load(rows_in, p), simd.load(rows_in, p + vec)
                         wi = m0 * taps + tap
                         a0, b0 = _fma_pair(wf, wi, u, v, a0, b0)
                         a1, b1 = _fma_pair(wf, wi + taps, u, v, a1, b1)
