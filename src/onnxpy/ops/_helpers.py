@@ -132,10 +132,9 @@ def gelu(x: np.ndarray) -> np.ndarray:
 
 
 def _erf_or_gelu(x: np.ndarray, fused_gelu: bool) -> np.ndarray:
-    _jit = jit()
     work = compute_dtype(x.dtype, np.float32)
     radius, coefficients = _ERF[work]
-    return _jit.erf(x.astype(work, copy=False), coefficients, radius, fused_gelu).astype(x.dtype, copy=False)
+    return jit().erf(x.astype(work, copy=False), coefficients, radius, fused_gelu).astype(x.dtype, copy=False)
 
 
 # Activations a convolution's epilogue applies while its output is in cache (``_jit.finish``), as
@@ -172,8 +171,7 @@ def softmax(x: np.ndarray, axis: int = -1, empty_rows_zero: bool = False) -> np.
     n = x.shape[-1] if x.ndim else 1
     rows = np.ascontiguousarray(x).reshape(-1, n)
     if x.dtype == np.float32 and n and x.size >= JIT_MIN_SIZE:
-        _jit = jit()
-        return _jit.softmax_rows(rows, empty_rows_zero).reshape(x.shape)
+        return jit().softmax_rows(rows, empty_rows_zero).reshape(x.shape)
     out = np.empty(rows.shape, dtype=x.dtype)
     step = max(1, _SOFTMAX_BLOCK // max(n, 1))
     for r0 in range(0, rows.shape[0], step):
@@ -213,8 +211,7 @@ def arithmetic(ufunc: np.ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         while shape[lead - 1] == 1:  # stops at a dimension above 1, as small has more than one element
             lead -= 1
         if shape[:lead] == big.shape[:lead]:
-            _jit = jit()
-            return _jit.per_row(ufunc, big, small, small is a)
+            return jit().per_row(ufunc, big, small, small is a)
     return parallel.binary(ufunc, a, b)
 
 
@@ -236,8 +233,7 @@ def hard_sigmoid(x: np.ndarray, alpha: float, beta: float, times_x: bool = False
     and float64 arrays in one compiled pass, others in place after numpy's first pass (and not with
     np.clip, which turns bfloat16 into float32)."""
     if x.dtype in JIT_FLOATS and x.size >= JIT_MIN_SIZE:
-        _jit = jit()
-        return _jit.hard_sigmoid(x, alpha, beta, times_x)
+        return jit().hard_sigmoid(x, alpha, beta, times_x)
     y = np.empty_like(x)
     np.multiply(x, x.dtype.type(alpha), out=y)
     y += x.dtype.type(beta)
@@ -259,8 +255,7 @@ def _sigmoid_times(x: np.ndarray, alpha: float, times_x: bool, cubic: float = 0.
     pass (``_jit``), the rest with numpy, in place after its first pass."""
     work = x.astype(compute_dtype(x.dtype), copy=False)
     if work.dtype == np.float32 and work.size >= JIT_MIN_SIZE:
-        _jit = jit()
-        return _jit.sigmoid(work, alpha, times_x, cubic).astype(x.dtype, copy=False)
+        return jit().sigmoid(work, alpha, times_x, cubic).astype(x.dtype, copy=False)
     y = np.empty_like(work)
     if cubic:
         np.multiply(work, work, out=y)
@@ -289,8 +284,7 @@ def layer_norm_rows(x: np.ndarray, first: int, scale: np.ndarray, bias: np.ndarr
             p is not None and (p.size != cols or np.broadcast_shapes(p.shape, trailing) != trailing)
             for p in (scale, bias))):
         return None
-    _jit = jit()
-    y, mean, inv = _jit.layer_norm(x.reshape(-1, cols), scale, bias, epsilon, simplified)
+    y, mean, inv = jit().layer_norm(x.reshape(-1, cols), scale, bias, epsilon, simplified)
     stats = x.shape[:first] + (1,) * len(trailing)
     return y.reshape(x.shape), mean.reshape(stats), inv.reshape(stats)
 

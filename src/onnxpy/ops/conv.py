@@ -51,11 +51,10 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
         raise ValueError(f"X has {c} channels and W shape {w.shape}: expected C == W.shape[1] * group "
                          f"and M divisible by group (group={group})")
     if cg == 1 and m // c < _MAX_WINDOW_MULTIPLIER and len(out) <= 2 and x.dtype in JIT_FLOATS:
-        _jit = jit()
         row = [1] * (2 - len(out))  # a 1-D convolution as a one-row image
-        y = _jit.depthwise2d(x.reshape(x.shape[:2] + (1,) * len(row) + x.shape[2:]),
-                             w.reshape(w.shape[:2] + (1,) * len(row) + w.shape[2:]) if row else w, b, row + strides,
-                             row + dilations, [0] * len(row) + begin, row + out, clamp if z is None else None)
+        y = jit().depthwise2d(x.reshape(x.shape[:2] + (1,) * len(row) + x.shape[2:]),
+                              w.reshape(w.shape[:2] + (1,) * len(row) + w.shape[2:]) if row else w, b, row + strides,
+                              row + dilations, [0] * len(row) + begin, row + out, clamp if z is None else None)
         y = y.reshape((n, m) + tuple(out))
         return late_activation(y if z is None else _epilogue(y, None, z, clamp), activation)
     if group == 1:
@@ -71,8 +70,7 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
             return late_activation(y, None if activated else activation)
     if (group == 1 and w.shape[2:] == (3, 3) and strides == [1, 1] and dilations == [1, 1] and c >= 8
             and x.dtype in JIT_FLOATS and -(-out[0] // 2) * -(-out[1] // 2) >= _WINOGRAD_MIN_TILES):
-        _jit = jit()
-        y = _jit.winograd3x3(x, w, b, begin, out, clamp if z is None else None)
+        y = jit().winograd3x3(x, w, b, begin, out, clamp if z is None else None)
         return late_activation(y if z is None else _epilogue(y, None, z, clamp), activation)
     return _gemm_conv(x, w, b, z, clamp, activation, group, strides, dilations, begin, end, out)
 

@@ -79,10 +79,9 @@ def _max_pool(x, auto_pad, ceil_mode, dilations, kernel_shape, pads, storage_ord
     fill = -np.inf if x.dtype.kind not in "iu" else np.iinfo(x.dtype).min
     win = _Windows(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, fill)
     if not with_indices and x.dtype in JIT_FLOATS and len(win.kernel) <= 2:  # one compiled pass
-        _jit = jit()
         row = [1] * (2 - len(win.kernel))  # a 1-D pool as a one-row image
-        y = _jit.max_pool2d(x.reshape(x.shape[:2] + (1,) * len(row) + x.shape[2:]), row + win.kernel,
-                            row + win.strides, row + win.dilations, [0] * len(row) + win.begin, row + win.out)
+        y = jit().max_pool2d(x.reshape(x.shape[:2] + (1,) * len(row) + x.shape[2:]), row + win.kernel,
+                             row + win.strides, row + win.dilations, [0] * len(row) + win.begin, row + win.out)
         return y.reshape(x.shape[:2] + tuple(win.out))
     if not with_indices:
         return win.reduce(np.maximum)
