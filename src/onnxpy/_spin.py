@@ -23,15 +23,20 @@ from numba.extending import intrinsic
 _PAUSE = "llvm.x86.sse2.pause" if platform.machine().lower() in ("x86_64", "amd64") else None
 
 
+def _element(context, builder, signature, args):  # pragma: no cover - compile-time
+    """The array argument's type and a pointer to its element at the index argument."""
+    array_type = signature.args[0]
+    view = context.make_array(array_type)(context, builder, args[0])
+    return array_type, cgutils.get_item_pointer(context, builder, array_type, view, [args[1]], wraparound=False)
+
+
 @intrinsic
 def _load_acquire(typingctx, array, index):  # pragma: no cover - compile-time
     if not isinstance(array, types.Array) or not isinstance(index, types.Integer):
         return None
 
     def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        view = context.make_array(array_type)(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(context, builder, array_type, view, [args[1]], wraparound=False)
+        array_type, pointer = _element(context, builder, signature, args)
         if _PAUSE:
             builder.call(cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(llvm_ir.VoidType(), []),
                                                         _PAUSE), [])
@@ -46,9 +51,7 @@ def _store_release(typingctx, array, index, value):  # pragma: no cover - compil
         return None
 
     def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        view = context.make_array(array_type)(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(context, builder, array_type, view, [args[1]], wraparound=False)
+        array_type, pointer = _element(context, builder, signature, args)
         stored = context.cast(builder, args[2], signature.args[2], array_type.dtype)
         builder.store_atomic(stored, pointer, "release", array_type.dtype.bitwidth // 8)
         return context.get_dummy_value()
