@@ -110,6 +110,18 @@ def test_a_run_keeps_the_helpers_polling_and_lets_them_block_after():
     assert _wait_for(lambda: pool._asleep[0] == 1)
 
 
+def test_helpers_started_anew_after_a_fork_do_not_inherit_the_parents_runs():
+    """A child forked while another thread's run held the pool has the count in its copy; the
+    helpers it starts must not poll forever for a run that is not its own."""
+    pool = parallel.Pool(2)
+    pool.for_each(lambda i: time.sleep(0.001), 2)
+    pool._hold[0] = 1  # as copied from a parent in the middle of a run
+    pool._pid = -1  # as seen from the child: its helpers are started on its first region
+    pool.for_each(lambda i: time.sleep(0.001), 2)
+    assert pool._hold[0] == 0
+    assert _wait_for(lambda: pool._asleep[0] == 1)
+
+
 def test_a_session_without_spinning_leaves_its_helpers_blocked(split_everything):
     feeds = {"X": RNG.standard_normal((2, 16, 20, 20)).astype(np.float32)}
     inits = {"W": RNG.standard_normal((32, 16, 3, 3)).astype(np.float32)}

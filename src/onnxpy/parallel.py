@@ -108,6 +108,7 @@ class Pool:
         self._posted = np.zeros(self.threads, dtype=np.int64)  # jobs posted to / finished by each helper
         self._finished = np.zeros(self.threads, dtype=np.int64)
         self._asleep = np.zeros(self.threads, dtype=np.int64)
+        self._hold[0] = 0  # (a forked child's copy may count the parent's runs, which are not its own)
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._jobs = [queue.SimpleQueue() for _ in range(self.threads - 1)]
         for i, jobs in enumerate(self._jobs):
