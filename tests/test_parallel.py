@@ -7,10 +7,11 @@ import zlib
 import numpy as np
 import onnx
 import pytest
+from numba import njit
 from onnx import helper
 
 import onnxpy
-from onnxpy import parallel
+from onnxpy import _spin, parallel
 from tests.ops._oracle import node_model, run_onnxruntime
 
 RNG = np.random.default_rng(7)
@@ -27,6 +28,56 @@ def _seeded(request):
 def split_everything(monkeypatch):
     """Every kernel that can split its work does so, even for a few multiply-adds."""
     monkeypatch.setattr(parallel, "_MIN_WORK", 1)
+    monkeypatch.setattr(parallel, "_MIN_PIECE", 1)
+
+
+@njit(nogil=True)
+def _meet(started, first, stop, seen):
+    """Each piece marks itself started, then waits (a bounded while) for every other piece to have
+    started too: pieces run one after the other see only those before them."""
+    for piece in range(first, stop):
+        _spin._add(started, piece, 1)
+        polls = 0
+        while polls < 500_000_000 and _count_started(started) < started.size:
+            polls += 1
+        seen[piece] = _count_started(started)
+
+
+@njit(nogil=True)
+def _count_started(started):
+    total = 0
+    for piece in range(started.size):
+        total += _spin._load_acquire(started, piece)
+    return total
+
+
+def test_a_compiled_region_runs_its_pieces_at_once_on_the_helpers_without_python():
+    pool = parallel.Pool(2)
+    started, seen = np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int64)
+    with parallel.using(pool):
+        assert not parallel.compiled()  # this run did not hold the helpers: it starts them, for the next
+    with parallel.using(pool):
+        assert parallel.compiled()
+        jobs = pool._finished.copy()
+        parallel.in_pieces(2, 2, _meet, (started,), (seen,), regions=True)
+        assert pool._control[_spin.NUMBER] == 1
+        np.testing.assert_array_equal(pool._finished, jobs)  # no Python job ran
+    np.testing.assert_array_equal(started, [1, 1])
+    np.testing.assert_array_equal(seen, [2, 2])  # both ran at the same time
+    with parallel.using(pool):  # the next region's pieces start afresh
+        started[:], seen[:] = 0, 0
+        parallel.in_pieces(2, 2, _meet, (started,), (seen,), regions=True)
+    np.testing.assert_array_equal(seen, [2, 2])
+    assert pool._control[_spin.NUMBER] == 2 and pool._control[_spin.INSIDE] == 0
+
+
+def test_a_pool_that_does_not_poll_runs_compiled_pieces_as_python_jobs():
+    pool = parallel.Pool(2, spin=False)
+    started, seen = np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int64)
+    with parallel.using(pool):
+        assert not parallel.compiled()
+        parallel.in_ranges(2, 2 * parallel._MIN_WORK, _meet, (started,), (seen,))
+    np.testing.assert_array_equal(seen, [2, 2])  # the helper took the second piece
 
 
 def test_for_each_runs_each_piece_once_on_several_threads():
@@ -164,32 +215,45 @@ def _session(model: onnx.ModelProto, threads: int = 2) -> onnxpy.InferenceSessio
     return onnxpy.InferenceSession(model.SerializeToString(), options)
 
 
-@pytest.mark.parametrize("x_shape, w_shape, attrs", [
-    ((2, 16, 20, 20), (32, 16, 1, 1), {}),  # 1x1: column bands and channel blocks
-    ((1, 16, 5, 5), (96, 16, 1, 1), {}),  # 1x1 with few columns: channel blocks only
-    ((2, 8, 21, 19), (24, 8, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),  # im2col row bands
-    ((1, 32, 6, 6), (64, 32, 3, 3), {"pads": [1, 0, 1, 0]}),  # im2col, channel blocks
-    ((1, 12, 30, 30), (12, 4, 3, 3), {"group": 3, "pads": [1, 1, 1, 1]}),  # grouped
-    ((2, 24, 30, 30), (24, 1, 3, 3), {"group": 24, "pads": [1, 1, 1, 1]}),  # depthwise, by channel
-    ((2, 16, 40, 40), (8, 16, 3, 3), {"pads": [1, 1, 1, 1]}),  # Winograd, by tile-row bands
-    ((1, 6, 900), (10, 6, 5), {"pads": [2, 2]}),  # 1-D
-    ((1, 4, 12, 12, 12), (6, 4, 3, 3, 3), {"pads": [1, 1, 1, 1, 1, 1]}),  # 3-D: numpy windows
+def _split_runs(model: onnx.ModelProto, feeds: dict, compiled: bool = True) -> list[list[np.ndarray]]:
+    """The outputs of three runs of one two-thread session: the first splits its compiled kernels
+    into Python jobs (and starts the helpers), the next ones into compiled regions (checked, where
+    ``compiled``)."""
+    session = _session(model)
+    runs = [session.run(None, feeds) for _ in range(3)]
+    assert session._pool._control[_spin.NUMBER] > 0 or not compiled
+    return runs
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs, compiled", [
+    ((2, 16, 20, 20), (32, 16, 1, 1), {}, True),  # 1x1 (pointwise kernel): column blocks
+    ((1, 16, 5, 5), (96, 16, 1, 1), {}, True),  # 1x1 with few columns: row blocks
+    ((2, 8, 21, 19), (24, 8, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, False),  # im2col row bands
+    ((2, 3, 21, 70), (16, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}, True),  # direct, row bands
+    ((1, 32, 6, 6), (64, 32, 3, 3), {"pads": [1, 0, 1, 0]}, False),  # im2col, channel blocks
+    ((1, 12, 30, 30), (12, 4, 3, 3), {"group": 3, "pads": [1, 1, 1, 1]}, False),  # grouped
+    ((2, 24, 30, 30), (24, 1, 3, 3), {"group": 24, "pads": [1, 1, 1, 1]}, True),  # depthwise, by channel
+    ((2, 32, 6, 6), (32, 1, 5, 5), {"group": 32, "pads": [2, 2, 2, 2]}, True),  # depthwise, channels-last
+    ((2, 16, 40, 40), (8, 16, 3, 3), {"pads": [1, 1, 1, 1]}, False),  # Winograd, by tile-row bands
+    ((1, 6, 900), (10, 6, 5), {"pads": [2, 2]}, False),  # 1-D
+    ((1, 4, 12, 12, 12), (6, 4, 3, 3, 3), {"pads": [1, 1, 1, 1, 1, 1]}, False),  # 3-D: numpy windows
 ])
-def test_split_convolutions_match_onnxruntime(split_everything, x_shape, w_shape, attrs):
+def test_split_convolutions_match_onnxruntime(split_everything, x_shape, w_shape, attrs, compiled):
     feeds = {"X": RNG.standard_normal(x_shape).astype(np.float32)}
     inits = {"W": RNG.standard_normal(w_shape).astype(np.float32),
              "B": RNG.standard_normal(w_shape[0]).astype(np.float32)}
     model = node_model("Conv", feeds, ["Y"], opset=17, initializers=inits, output_types={"Y": 1}, **attrs)
     expected = run_onnxruntime(model, feeds)[0]
-    np.testing.assert_allclose(_session(model).run(None, feeds)[0], expected, rtol=1e-4, atol=1e-4)
+    for outputs in _split_runs(model, feeds, compiled=compiled):
+        np.testing.assert_allclose(outputs[0], expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("x_shape, w_shape, group", [
-    ((2, 16, 12, 12), (32, 16, 1, 1), 1),
-    ((1, 8, 40, 40), (8, 8, 3, 3), 1),
-    ((2, 16, 12, 12), (16, 1, 3, 3), 16),
+@pytest.mark.parametrize("x_shape, w_shape, group, compiled", [
+    ((2, 16, 12, 12), (32, 16, 1, 1), 1, True),  # pointwise
+    ((1, 8, 40, 40), (8, 8, 3, 3), 1, False),  # Winograd
+    ((2, 16, 12, 12), (16, 1, 3, 3), 16, True),  # depthwise
 ])
-def test_split_fused_conv_with_residual_and_clip(split_everything, x_shape, w_shape, group):
+def test_split_fused_conv_with_residual_and_clip(split_everything, x_shape, w_shape, group, compiled):
     x = RNG.standard_normal(x_shape).astype(np.float32)
     w = RNG.standard_normal(w_shape).astype(np.float32)
     b = RNG.standard_normal(w_shape[0]).astype(np.float32)
@@ -203,14 +267,18 @@ def test_split_fused_conv_with_residual_and_clip(split_everything, x_shape, w_sh
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
     model.ir_version = 8
     expected = run_onnxruntime(model, feeds)[0]
-    np.testing.assert_allclose(_session(model).run(None, feeds)[0], expected, rtol=1e-4, atol=1e-4)
+    for outputs in _split_runs(model, feeds, compiled=compiled):
+        np.testing.assert_allclose(outputs[0], expected, rtol=1e-4, atol=1e-4)
 
 
-def test_split_max_pool_matches_onnxruntime(split_everything):
+@pytest.mark.parametrize("dilations", [[1, 1], [2, 1]])  # separable rows, or the sliding window
+def test_split_max_pool_matches_onnxruntime(split_everything, dilations):
     feeds = {"X": RNG.standard_normal((2, 10, 17, 17)).astype(np.float32)}
     model = node_model("MaxPool", feeds, ["Y"], opset=17, output_types={"Y": 1}, kernel_shape=[3, 3],
-                       strides=[2, 2], pads=[1, 1, 1, 1])
-    np.testing.assert_array_equal(_session(model).run(None, feeds)[0], run_onnxruntime(model, feeds)[0])
+                       strides=[2, 2], pads=[1, 1, 1, 1], dilations=dilations)
+    expected = run_onnxruntime(model, feeds)[0]
+    for outputs in _split_runs(model, feeds):
+        np.testing.assert_array_equal(outputs[0], expected)
 
 
 @pytest.mark.parametrize("op, feeds, attrs", [
@@ -314,9 +382,10 @@ def test_a_run_holds_blas_at_one_thread_and_restores_the_callers_setting(monkeyp
 def test_split_compiled_element_wise_ops_match_onnxruntime(split_everything, op, domain, attrs):
     feeds = {"X": (RNG.standard_normal((3, 70, 130)) * 4).astype(np.float32)}
     model = node_model(op, feeds, ["Y"], opset=1 if domain else 17, domain=domain, output_types={"Y": 1}, **attrs)
-    split = _session(model).run(None, feeds)[0]
-    np.testing.assert_array_equal(split, _session(model, threads=1).run(None, feeds)[0])  # element by element
-    np.testing.assert_allclose(split, run_onnxruntime(model, feeds)[0], rtol=1e-5, atol=1e-5)
+    alone = _session(model, threads=1).run(None, feeds)[0]
+    for outputs in _split_runs(model, feeds):
+        np.testing.assert_array_equal(outputs[0], alone)  # element by element
+    np.testing.assert_allclose(alone, run_onnxruntime(model, feeds)[0], rtol=1e-5, atol=1e-5)
 
 
 def test_split_layer_normalization_matches_onnxruntime(split_everything):
@@ -324,10 +393,11 @@ def test_split_layer_normalization_matches_onnxruntime(split_everything):
     inits = {"S": RNG.standard_normal(130).astype(np.float32), "B": RNG.standard_normal(130).astype(np.float32)}
     model = node_model("LayerNormalization", feeds, ["Y", "M", "I"], opset=17, initializers=inits,
                        output_types={"Y": 1, "M": 1, "I": 1})
-    split = _session(model).run(None, feeds)
-    for got, alone in zip(split, _session(model, threads=1).run(None, feeds)):
-        np.testing.assert_array_equal(got, alone)  # row by row
-    for got, expected in zip(split, run_onnxruntime(model, feeds)):
+    alone = _session(model, threads=1).run(None, feeds)
+    for outputs in _split_runs(model, feeds):
+        for got, expected in zip(outputs, alone):
+            np.testing.assert_array_equal(got, expected)  # row by row
+    for got, expected in zip(alone, run_onnxruntime(model, feeds)):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -10,10 +10,14 @@ the GIL (``_spin``: the regions of one run follow each other closely, and waking
 thread costs 40-170 us here), and for as long as a run is in progress (``Pool.holding``), then
 sleeps on its queue; the thread that waits for the helpers polls the same way.
 
+A compiled kernel split by ``in_ranges`` runs as a compiled region where it can (``_spin.region``):
+during a run the polling helpers take its pieces without the GIL, so a piece need only repay a few
+microseconds (``_MIN_PIECE``), not a helper taking the GIL (``_MIN_WORK``).
+
 A session's pool is installed for the calling thread only during ``run`` (``using``). Kernels call
-``for_each`` / ``matmul``, which fall back to the calling thread alone when no pool is installed,
-when the work is too small to repay waking a helper (``_MIN_WORK`` multiply-adds per piece), inside
-a piece (no nesting) or while another thread's run holds the pool.
+``for_each`` / ``matmul`` / ``in_ranges``, which fall back to the calling thread alone when no pool
+is installed, when the work is too small to repay waking a helper (``_MIN_WORK`` multiply-adds per
+piece), inside a piece (no nesting) or while another thread's run holds the pool.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 _MIN_WORK = 3 << 20  # GEMM multiply-adds (or as long other work) a piece needs to repay waking a thread
+_MIN_PIECE = 1 << 18  # the same for a piece of a compiled region, which polling helpers take up at once
 _SPIN_US = 1000  # how long an idle helper (or a thread waiting for helpers) polls before it blocks
 _COLUMN_ALIGN = 64  # column blocks of a split GEMM start at multiples of this many columns
 PASS_COST = 10  # GEMM multiply-adds as long as one element of a few arithmetic operations (measured)
@@ -58,12 +63,14 @@ def _wake() -> None:
 
 
 def _serve(jobs: queue.SimpleQueue, done: queue.SimpleQueue, posted: np.ndarray, finished: np.ndarray,
-           index: int, spin: ModuleType, rounds: int, hold: np.ndarray, asleep: np.ndarray) -> None:
-    """A helper thread: run the jobs posted to it, polling for the next one for ``rounds`` polls, or
-    while ``hold`` is set, before it blocks on its queue (marked in ``asleep``). A job is counted
-    finished from compiled code, the GIL released: counted before, the thread waiting for it woke
-    only to block on the GIL, 10 us a region."""
-    polled = spin.wait_change(posted, index, finished[index], rounds, hold)
+           index: int, spin: ModuleType, rounds: int, hold: np.ndarray, asleep: np.ndarray,
+           control: np.ndarray) -> None:
+    """A helper thread: run the jobs posted to it, polling for the next one (and taking pieces of
+    the compiled regions opened in ``control`` meanwhile) for ``rounds`` polls, or while ``hold`` is
+    set, before it blocks on its queue (marked in ``asleep``). A job is counted finished from
+    compiled code, the GIL released: counted before, the thread waiting for it woke only to block on
+    the GIL, 10 us a region."""
+    polled = spin.serve(posted, finished, index, rounds, hold, control)
     while True:
         if not polled:
             asleep[index] = 1
@@ -72,10 +79,10 @@ def _serve(jobs: queue.SimpleQueue, done: queue.SimpleQueue, posted: np.ndarray,
         if job is None:
             return
         if job is _wake:
-            polled = spin.wait_change(posted, index, finished[index], rounds, hold)
+            polled = spin.serve(posted, finished, index, rounds, hold, control)
         else:
             done.put(_guarded(job))
-            polled = spin.finish_then_wait(finished, posted, index, rounds, hold)
+            polled = spin.finish_then_serve(finished, posted, index, rounds, hold, control)
 
 
 def _stop(queues: list[queue.SimpleQueue]) -> None:
@@ -102,18 +109,21 @@ class Pool:
         """Start the helpers (called holding ``_busy``); again in a forked child, which has none."""
         from onnxpy import _spin
 
+        self._spin = _spin
         self._wait = _spin.wait_change
-        self._rounds = round(_SPIN_US * _spin.rounds_per_microsecond())
+        self._rounds = round(_SPIN_US * _spin.prepare())
         self._pid = os.getpid()
         self._posted = np.zeros(self.threads, dtype=np.int64)  # jobs posted to / finished by each helper
         self._finished = np.zeros(self.threads, dtype=np.int64)
         self._asleep = np.zeros(self.threads, dtype=np.int64)
+        self._control = np.zeros(_spin.CONTROL_SIZE, dtype=np.int64)  # the compiled regions' (``_spin.region``)
+        self._slot = np.zeros(_spin.SLOT_BYTES // 8, dtype=np.int64)
         self._hold[0] = 0  # (a forked child's copy may count the parent's runs, which are not its own)
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._jobs = [queue.SimpleQueue() for _ in range(self.threads - 1)]
         for i, jobs in enumerate(self._jobs):
             threading.Thread(target=_serve, args=(jobs, self._done, self._posted, self._finished, i, _spin,
-                                                  self._rounds, self._hold, self._asleep),
+                                                  self._rounds, self._hold, self._asleep, self._control),
                              name=f"onnxpy-intra-op-{i + 1}", daemon=True).start()
         weakref.finalize(self, _stop, self._jobs)
 
@@ -146,6 +156,33 @@ class Pool:
         for error in errors:
             if error is not None:
                 raise error
+
+    def compiled(self) -> bool:
+        """Whether a compiled region's pieces go to the helpers now: they poll for the whole of a
+        run (``holding``). Starts the helpers, for the next run, where they have not started."""
+        if self.threads == 1 or not self.spin:
+            return False
+        if self._pid != os.getpid():
+            if self._busy.acquire(blocking=False):
+                try:
+                    self._start()
+                finally:
+                    self._busy.release()
+            return False
+        return self._hold[0] > 0
+
+    def run_compiled(self, kernel: Callable[..., object], head: tuple, tail: tuple, bounds: np.ndarray) -> bool:
+        """``kernel(*head, bounds[i], bounds[i + 1], *tail)`` for each i as a compiled region
+        (``_spin.region``); False, having run nothing, where the arguments cannot be stored or the
+        pool is busy."""
+        found = self._spin.entry(kernel, head, tail)
+        if found is None or not self._busy.acquire(blocking=False):
+            return False
+        try:
+            self._spin.region((found[0], bounds, head, tail), found[1], self._control, self._slot)
+        finally:
+            self._busy.release()
+        return True
 
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:
@@ -190,10 +227,19 @@ def threads() -> int:
     return 1 if pool is None else pool.threads
 
 
-def pieces(work: float, most: int, available: int | None = None) -> int:
+def compiled() -> bool:
+    """Whether the calling thread's compiled kernels can split as compiled regions now
+    (``Pool.compiled``)."""
+    pool = getattr(_local, "pool", None)
+    return pool is not None and pool.compiled()
+
+
+def pieces(work: float, most: int, available: int | None = None, regions: bool = False) -> int:
     """How many pieces to cut ``work`` multiply-adds into: at most ``most``, each worth a thread,
-    for ``available`` threads (the calling thread's, by default)."""
-    return max(1, min(most, threads() if available is None else available, int(work // _MIN_WORK)))
+    for ``available`` threads (the calling thread's, by default); pieces of a compiled region
+    (``regions``) may be smaller."""
+    least = _MIN_PIECE if regions else _MIN_WORK
+    return max(1, min(most, threads() if available is None else available, int(work // least)))
 
 
 def serial(work: float) -> bool:
@@ -246,15 +292,24 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     return out
 
 
-def in_ranges(total: int, work: float, run: Callable[[int, int], None]) -> None:
-    """``run(lo, hi)`` over contiguous ranges covering range(total), as many as ``work`` (in GEMM
-    multiply-adds, for all of it) repays, spread over the calling thread's pool."""
-    count = pieces(work, total)
+def in_ranges(total: int, work: float, kernel: Callable[..., object], head: tuple, tail: tuple) -> None:
+    """``kernel(*head, lo, hi, *tail)`` over contiguous ranges [lo, hi) covering range(total), as
+    many as ``work`` (in GEMM multiply-adds, for all of it) repays, spread over the calling thread's
+    pool; ``kernel`` is a compiled (numba) function that releases the GIL."""
+    regions = compiled()
+    in_pieces(total, pieces(work, total, regions=regions), kernel, head, tail, regions)
+
+
+def in_pieces(total: int, count: int, kernel: Callable[..., object], head: tuple, tail: tuple,
+              regions: bool) -> None:
+    """``in_ranges`` cut into ``count`` ranges, as a compiled region where ``regions`` (``compiled``)."""
     if count == 1:  # (most calls: a direct call saves the ranges and the pool's bookkeeping, ~4 us)
-        run(0, total)
+        kernel(*head, 0, total, *tail)
         return
     ranges = split(total, count)
-    for_each(lambda i: run(*ranges[i]), len(ranges))
+    bounds = np.array([lo for lo, _ in ranges] + [total], dtype=np.int64)
+    if not (regions and _local.pool.run_compiled(kernel, head, tail, bounds)):
+        for_each(lambda i: kernel(*head, *ranges[i], *tail), len(ranges))
 
 
 def split(total: int, count: int) -> list[tuple[int, int]]:

@@ -360,7 +360,7 @@ def max_pool2d(x: np.ndarray, kernel: list[int], strides: list[int], dilations: 
     x = np.ascontiguousarray(x)
     out = np.empty(x.shape[:2] + tuple(out_hw), dtype=x.dtype)
     parallel.in_ranges(x.shape[0] * x.shape[1], _WINDOW_COST * (x.size * kernel[0] + out.size * kernel[1]),
-                       lambda first, stop: _max_pool_rows(x, *kernel, *strides, *begin, first, stop, out))
+                       _max_pool_rows, (x, *kernel, *strides, *begin), (out,))
     return out
 
 
@@ -372,16 +372,11 @@ def _windows(x, w, bias, strides, dilations, begin, out_hw, lo, hi, maximum) -> 
     x = np.ascontiguousarray(x)
     if (not maximum and list(strides) == [1, 1] and list(out_hw) == list(x.shape[2:])
             and x.shape[3] <= _FLAT_MAX_WIDTH):
-        dilations, begin = _ints(dilations), _ints(begin)
-
-        def run(first: int, stop: int) -> None:
-            _depthwise_flat(x, w, bias, dilations, begin, t(lo), t(hi), first, stop, out)
+        kernel, head = _depthwise_flat, (x, w, bias, _ints(dilations), _ints(begin), t(lo), t(hi))
     else:
-        geometry = [_ints(v) for v in (strides, dilations, begin)]
-
-        def run(first: int, stop: int) -> None:
-            _window2d(x, w, bias, *geometry, t(lo), t(hi), maximum, first, stop, out)
-    parallel.in_ranges(x.shape[0] * x.shape[1], _WINDOW_COST * out.size * w.shape[1] * w.shape[2], run)
+        kernel, head = _window2d, (x, w, bias, *[_ints(v) for v in (strides, dilations, begin)], t(lo), t(hi), maximum)
+    parallel.in_ranges(x.shape[0] * x.shape[1], _WINDOW_COST * out.size * w.shape[1] * w.shape[2], kernel, head,
+                       (out,))
     return out
 
 
@@ -480,8 +475,8 @@ def _depthwise_small(x: np.ndarray, w: np.ndarray, bias: np.ndarray, strides: li
     yh = np.empty((n, *out_hw, c), dtype=x.dtype)
     geometry = [_ints(v) for v in (strides, dilations, begin)]
     t = x.dtype.type
-    parallel.in_ranges(n * out_hw[0], _WINDOW_COST * yh.size * w.shape[2] * w.shape[3],
-                       lambda first, stop: _depthwise_nhwc(xh, wt, bias, *geometry, t(lo), t(hi), first, stop, yh))
+    parallel.in_ranges(n * out_hw[0], _WINDOW_COST * yh.size * w.shape[2] * w.shape[3], _depthwise_nhwc,
+                       (xh, wt, bias, *geometry, t(lo), t(hi)), (yh,))
     return np.ascontiguousarray(yh.transpose(0, 3, 1, 2))
 
 
@@ -674,8 +669,7 @@ def direct2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: lis
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
     geometry = [_ints(v) for v in (strides, begin)]
     act = HARD_SWISH if hard_swish else 0
-    parallel.in_ranges(n * out_hw[0], w[0].size * out.size,
-                       lambda first, stop: _direct2d(x, w, b, *geometry, lo, hi, act, first, stop, out))
+    parallel.in_ranges(n * out_hw[0], w[0].size * out.size, _direct2d, (x, w, b, *geometry, lo, hi, act), (out,))
     return out
 
 
@@ -891,19 +885,16 @@ def pointwise(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, z: np.ndarr
     fused = code == HARD_SWISH or (code == SWISH and x.dtype == np.float32)
     act = code if fused else 0
     units, blocks = n * max(1, length // (3 * vec)), -(-m // _POINTWISE_ROWS)
-    count = parallel.pieces(n * m * x.shape[1] * length, units * blocks)
+    regions = parallel.compiled()
+    count = parallel.pieces(n * m * x.shape[1] * length, units * blocks, regions=regions)
     args = (x, packed, b, zf, lo, hi, act, t(alpha))
-    if count == 1:
-        _pointwise(*args, 0, units, 0, blocks, out)
     # by column blocks where there are enough to balance the pieces (an image's last block is the
     # widest: 3 column blocks of 13x13 cut 48 | 121), else by row blocks unless they would overlap
     # across pieces (a race)
-    elif count * 4 <= units or m % _POINTWISE_ROWS:
-        ranges = parallel.split(units, count)
-        parallel.for_each(lambda i: _pointwise(*args, *ranges[i], 0, blocks, out), len(ranges))
+    if count == 1 or count * 4 <= units or m % _POINTWISE_ROWS:
+        parallel.in_pieces(units, count, _pointwise, args, (0, blocks, out), regions)
     else:
-        ranges = parallel.split(blocks, count)
-        parallel.for_each(lambda i: _pointwise(*args, 0, units, *ranges[i], out), len(ranges))
+        parallel.in_pieces(blocks, count, _pointwise, (*args, 0, units), (out,), regions)
     return out, fused or activation is None
 
 
@@ -944,7 +935,8 @@ def im2col2d(x: np.ndarray, kernel: tuple[int, int], strides: list[int], dilatio
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _erf(x, coefficients, radius, scale, pre, gelu, out):  # pragma: no cover - compiled
+def _erf(whole, coefficients, radius, scale, pre, gelu, first, stop, into):  # pragma: no cover - compiled
+    x, out = whole[first:stop], into[first:stop]
     one, half = x.dtype.type(1), x.dtype.type(0.5)
     z_block = np.empty(_BLOCK, dtype=x.dtype)
     t_block = np.empty(_BLOCK, dtype=x.dtype)
@@ -981,8 +973,7 @@ def erf(x: np.ndarray, coefficients: np.ndarray, radius: float, gelu: bool) -> n
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
     consts = (coefficients, t(radius), t(2 / (radius * radius)), t(np.sqrt(0.5) if gelu else 1), gelu)
-    parallel.in_ranges(flat.size, _TRANSCENDENTAL_COST * flat.size,
-                       lambda lo, hi: _erf(flat[lo:hi], *consts, out[lo:hi]))
+    parallel.in_ranges(flat.size, _TRANSCENDENTAL_COST * flat.size, _erf, (flat, *consts), (out,))
     return out.reshape(x.shape)
 
 
@@ -1019,8 +1010,10 @@ def _clamped_exp_parts(t):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _sigmoid(x, alpha, cubic, times_x, out):  # pragma: no cover - compiled
-    """out = sigmoid(alpha (x + cubic x^3)), times x with ``times_x``, in float32, a block at a time."""
+def _sigmoid(whole, alpha, cubic, times_x, first, stop, into):  # pragma: no cover - compiled
+    """out = sigmoid(alpha (x + cubic x^3)), times x with ``times_x``, in float32, a block at a time,
+    for x, out the elements [first, stop) of whole, into."""
+    x, out = whole[first:stop], into[first:stop]
     one = np.float32(1)
     power = np.empty(_BLOCK, dtype=np.int32)
     scale = power.view(np.float32)  # the same bits read as the float 2^n
@@ -1049,8 +1042,7 @@ def sigmoid(x: np.ndarray, alpha: float, times_x: bool, cubic: float = 0.0) -> n
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
     a, c = np.float32(alpha), np.float32(cubic)
-    parallel.in_ranges(flat.size, _TRANSCENDENTAL_COST * flat.size,
-                       lambda lo, hi: _sigmoid(flat[lo:hi], a, c, times_x, out[lo:hi]))
+    parallel.in_ranges(flat.size, _TRANSCENDENTAL_COST * flat.size, _sigmoid, (flat, a, c, times_x), (out,))
     return out.reshape(x.shape)
 
 
@@ -1085,8 +1077,9 @@ def _row_sum(x):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _softmax(rows, empty_rows_zero, out):  # pragma: no cover - compiled
-    """Softmax of each float32 row: max, exp(x - max) with the vectorised exp, sum, scale."""
+def _softmax(whole, empty_rows_zero, first, stop, into):  # pragma: no cover - compiled
+    """Softmax of each float32 row [first, stop): max, exp(x - max) with the vectorised exp, sum, scale."""
+    rows, out = whole[first:stop], into[first:stop]
     one, zero = np.float32(1), np.float32(0)
     n = rows.shape[1]
     power = np.empty(n, dtype=np.int32)
@@ -1115,14 +1108,15 @@ def softmax_rows(rows: np.ndarray, empty_rows_zero: bool) -> np.ndarray:
     new one; a row with a NaN gives NaN, an entirely -inf row NaN too, or zeros with
     ``empty_rows_zero``."""
     out = np.empty_like(rows)
-    parallel.in_ranges(rows.shape[0], _TRANSCENDENTAL_COST * rows.size,
-                       lambda lo, hi: _softmax(rows[lo:hi], empty_rows_zero, out[lo:hi]))
+    parallel.in_ranges(rows.shape[0], _TRANSCENDENTAL_COST * rows.size, _softmax, (rows, empty_rows_zero), (out,))
     return out
 
 
 @njit(cache=True, nogil=True)
-def _hard_sigmoid(x, alpha, beta, times_x, out):  # pragma: no cover - compiled
-    """out = max(0, min(1, alpha x + beta)), times x with ``times_x``."""
+def _hard_sigmoid(whole, alpha, beta, times_x, first, stop, into):  # pragma: no cover - compiled
+    """out = max(0, min(1, alpha x + beta)), times x with ``times_x``, for x, out the elements
+    [first, stop) of whole, into."""
+    x, out = whole[first:stop], into[first:stop]
     zero, one = x.dtype.type(0), x.dtype.type(1)
     for i in range(x.size):
         v = x[i]
@@ -1139,8 +1133,7 @@ def hard_sigmoid(x: np.ndarray, alpha: float, beta: float, times_x: bool) -> np.
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty_like(flat)
     a, b = x.dtype.type(alpha), x.dtype.type(beta)
-    parallel.in_ranges(flat.size, parallel.PASS_COST * flat.size,
-                       lambda lo, hi: _hard_sigmoid(flat[lo:hi], a, b, times_x, out[lo:hi]))
+    parallel.in_ranges(flat.size, parallel.PASS_COST * flat.size, _hard_sigmoid, (flat, a, b, times_x), (out,))
     return out.reshape(x.shape)
 
 
@@ -1185,8 +1178,7 @@ def per_row(ufunc: np.ufunc, x: np.ndarray, s: np.ndarray, s_first: bool) -> np.
     rows = x.reshape(s.size, -1)
     out = np.empty_like(rows)
     flat, op = np.ascontiguousarray(s).reshape(-1), _ROW_OPS[ufunc]
-    parallel.in_ranges(rows.shape[0], parallel.PASS_COST * x.size,
-                       lambda lo, hi: _per_row(rows, flat, op, s_first, lo, hi, out))
+    parallel.in_ranges(rows.shape[0], parallel.PASS_COST * x.size, _per_row, (rows, flat, op, s_first), (out,))
     return out.reshape(x.shape)
 
 
@@ -1208,9 +1200,9 @@ def _row_stats(row, simplified):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _layer_norm(x, scale, bias, epsilon, simplified, out, means, inv_stds):  # pragma: no cover - compiled
+def _layer_norm(x, scale, bias, epsilon, simplified, first, stop, out, means, inv_stds):  # pragma: no cover
     one = x.dtype.type(1)
-    for r in range(x.shape[0]):
+    for r in range(first, stop):
         row, dst = x[r], out[r]
         mean, var = _row_stats(row, simplified)
         inv = one / np.sqrt(var + epsilon)
@@ -1229,8 +1221,8 @@ def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None, epsilo
     means, inv_stds = np.empty(rows.shape[0], rows.dtype), np.empty(rows.shape[0], rows.dtype)
     s = np.ascontiguousarray(scale, dtype=rows.dtype).reshape(-1)
     b = np.zeros_like(s) if bias is None else np.ascontiguousarray(bias, dtype=rows.dtype).reshape(-1)
-    parallel.in_ranges(rows.shape[0], parallel.PASS_COST * rows.size, lambda lo, hi: _layer_norm(
-        rows[lo:hi], s, b, rows.dtype.type(epsilon), simplified, out[lo:hi], means[lo:hi], inv_stds[lo:hi]))
+    parallel.in_ranges(rows.shape[0], parallel.PASS_COST * rows.size, _layer_norm,
+                       (rows, s, b, rows.dtype.type(epsilon), simplified), (out, means, inv_stds))
     return out, means, inv_stds
 
 
