@@ -4,6 +4,7 @@ import threading
 import time
 import zlib
 
+import numba
 import numpy as np
 import onnx
 import pytest
@@ -69,6 +70,18 @@ def test_a_compiled_region_runs_its_pieces_at_once_on_the_helpers_without_python
         parallel.in_pieces(2, 2, _meet, (started,), (seen,), regions=True)
     np.testing.assert_array_equal(seen, [2, 2])
     assert pool._control[_spin.NUMBER] == 2 and pool._control[_spin.INSIDE] == 0
+
+
+def test_arguments_a_kernel_cannot_take_are_left_to_its_own_call():
+    seen = np.zeros(2, dtype=np.int64)
+    assert _spin.entry(_meet, (np.zeros(2, dtype=np.int64),), (seen,)) is not None
+    assert _spin.entry(_meet, ("not an array",), (seen,)) is None  # typed as the call would: it says why
+    pool = parallel.Pool(2)
+    with parallel.using(pool):
+        pass
+    with parallel.using(pool), pytest.raises(numba.TypingError):
+        parallel.in_pieces(2, 2, _meet, ("not an array",), (seen,), regions=True)
+    assert pool._control[_spin.NUMBER] == 0
 
 
 def test_a_pool_that_does_not_poll_runs_compiled_pieces_as_python_jobs():

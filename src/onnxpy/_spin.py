@@ -26,6 +26,7 @@ from llvmlite import ir as llvm_ir
 from numba import cfunc, njit
 from numba._dispatcher import compute_fingerprint
 from numba.core import cgutils, types
+from numba.core.errors import NumbaError
 from numba.core.registry import cpu_target
 from numba.extending import intrinsic
 
@@ -276,8 +277,10 @@ def entry(kernel, head: tuple, tail: tuple) -> tuple[int, int] | None:
 def _compile_entry(kernel, head: tuple, tail: tuple) -> tuple[int, int] | None:
     head_types, tail_types = (tuple(numba.typeof(v) for v in part) for part in (head, tail))
     signature = head_types + (types.int64, types.int64) + tail_types
-    if signature not in kernel.overloads:
-        kernel.compile(signature)
+    try:
+        kernel.compile(signature)  # (a dictionary lookup where it is compiled already)
+    except NumbaError:  # as the kernel's own call would type them otherwise: that call says what is wrong
+        return None
     compiled = kernel.overloads[signature]
     stored = numba.typeof((0, np.zeros(2, dtype=np.int64), head, tail))
     context = cpu_target.target_context
