@@ -78,8 +78,9 @@ def test_arguments_a_kernel_cannot_take_are_left_to_its_own_call():
     assert _spin.entry(_meet, ("not an array",), (seen,)) is None  # typed as the call would: it says why
     pool = parallel.Pool(2)
     with parallel.using(pool):
-        pass
+        parallel.compiled()  # starts the helpers
     with parallel.using(pool), pytest.raises(numba.TypingError):
+        assert parallel.compiled()
         parallel.in_pieces(2, 2, _meet, ("not an array",), (seen,), regions=True)
     assert pool._control[_spin.NUMBER] == 0
 
