@@ -39,7 +39,7 @@ def _meet(started, first, stop, seen):
     for piece in range(first, stop):
         _spin._add(started, piece, 1)
         polls = 0
-        while polls < 500_000_000 and _count_started(started) < started.size:
+        while polls < 100_000_000 and _count_started(started) < started.size:
             polls += 1
         seen[piece] = _count_started(started)
 
