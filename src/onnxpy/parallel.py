@@ -310,9 +310,10 @@ def in_pieces(total: int, count: int, kernel: Callable[..., object], head: tuple
         kernel(*head, 0, total, *tail)
         return
     ranges = split(total, count)
-    bounds = np.array([lo for lo, _ in ranges] + [total], dtype=np.int64)
-    if not (regions and _local.pool.run_compiled(kernel, head, tail, bounds)):
-        for_each(lambda i: kernel(*head, *ranges[i], *tail), len(ranges))
+    if regions and _local.pool.run_compiled(kernel, head, tail,
+                                            np.array([lo for lo, _ in ranges] + [total], dtype=np.int64)):
+        return
+    for_each(lambda i: kernel(*head, *ranges[i], *tail), len(ranges))
 
 
 def split(total: int, count: int) -> list[tuple[int, int]]:
