@@ -85,9 +85,12 @@ def test_conv_im2col_in_row_bands(monkeypatch, xs, ws):
     ((1, 3, 9, 9), (3, 1, 3, 3), [2, 2], [1, 1], [0, 0, 0, 0]),       # input rows the output never reads
     ((1, 960, 7, 7), (960, 1, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1]),
     ((2, 4, 20), (8, 1, 5), [2], [2], [3, 1]),                       # 1-D
-    # channels-last (at least 16 channels, at most 8x8 outputs): interior 3x3 and 5x5 pixels in one
-    # pass, the border and other kernels tap by tap, channels in blocks of 128
+    # vectors of channels (at least 16 channels, at most 16x16 outputs: _jit._depthwise_lanes): a last
+    # block of fewer channels than lanes, planes of fewer pixels than lanes or not a multiple, rows of
+    # other than eight pixels
     ((2, 200, 7, 7), (200, 1, 5, 5), [1, 1], [1, 1], [2, 2, 2, 2]),
+    ((1, 48, 13, 13), (48, 1, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1]),
+    ((1, 16, 10, 10), (16, 1, 3, 3), [2, 2], [1, 1], [0, 0, 0, 0]),     # input rows the output never reads
     ((1, 144, 8, 7), (144, 1, 3, 3), [1, 1], [1, 1], [1, 0, 2, 1]),    # asymmetric
     ((1, 40, 15, 14), (40, 1, 5, 5), [2, 2], [1, 1], [1, 2, 2, 1]),     # stride 2 to 7x7
     ((2, 24, 8, 8), (24, 1, 3, 3), [1, 1], [2, 2], [2, 2, 2, 2]),       # dilated
@@ -122,6 +125,7 @@ def test_conv_depthwise(xs, ws, strides, dilations, pads, dtype):
     ((2, 2, 13, 13), (2, 1, 7, 7), [2, 2], [3, 3, 3, 3]),      # 49 taps, stride 2
     ((1, 3, 9, 40), (3, 1, 5, 5), [1, 1], [2, 2, 2, 2]),       # rows of 40: sliding windows
     ((1, 4, 20), (4, 1, 5), [1], [2, 2]),                      # 1-D
+    ((1, 20, 7, 7), (20, 1, 5, 5), [1, 1], [2, 2, 2, 2]),      # vectors of channels
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv_depthwise_keeps_infinities(xs, ws, strides, pads, dtype):

@@ -5,9 +5,10 @@ undilated max pooling is separable, a row maximum then a column maximum, ``_max_
 needs one pass per kernel tap (or an im2col copy nine times the input); the loop below reads each
 input channel once into a small, cache-resident, padded buffer, accumulates the taps as long
 contiguous multiply-adds, and writes the output once with bias and clamp applied. Small outputs
-(7x7) make those runs short, so there the input is transposed to channels-last and the channels
-are the long contiguous loop; at stride 1 with rows of up to 32 (14x14, 28x28) the padded rows
-cost loops of their own, so each tap runs over the whole output at once (``_depthwise_flat``).
+(7x7, 14x14) make those runs short, so there a vector of channels is the unit: a block of channels
+is transposed channels-last in registers and its pixels accumulate in vector registers
+(``_depthwise_lanes``); at stride 1 with rows of up to 32 (28x28) the padded rows cost loops of
+their own, so each tap runs over the whole output at once (``_depthwise_flat``).
 erf (and Gelu):
 its polynomial takes ~35 numpy passes; here one pass, the Horner steps on an L1-resident block.
 Sigmoid, Swish and Softmax in float32: one pass with a vectorised exp (numpy needs four or five,
@@ -46,13 +47,13 @@ _WINDOW_COST = 6  # a sliding-window tap
 _TRANSCENDENTAL_COST = 40  # an element of erf, sigmoid or softmax
 _BLOCK = 512
 # depthwise convolutions with at most this many output pixels per channel, and at least this many
-# channels, run channels-last. Measured in efficientnet_b0 at 1 thread, per node, transposes included:
-# 1152 ch 7x7 5x5 419 -> 255 us, 672 ch 14x14 5x5 stride 2 366 -> 214; at 14x14 outputs the kernel
-# alone gains (672 ch 5x5 503 -> 315) but the transposes, ~0.5 ns an element each way, take it back
-# (672 ch 5x5 499 -> 515, 480 ch 3x3 206 -> 222)
-_NHWC_MAX_OUTPUT = 8 * 8
-_NHWC_MIN_CHANNELS = 16
-_NHWC_BLOCK = 128  # channels per pass of the channels-last kernel: their 5x5 weights fit in L1
+# channels, run on vectors of channels (``_depthwise_lanes``). Measured per node at 1 thread, with the
+# clamp, against the paths below: 576 ch 7x7 5x5 80-95 -> 44 us, 1152 ch 7x7 5x5 189 -> 83, 672 ch
+# 14x14 5x5 254 -> 178 (stride 2: 510 -> 334), 480 ch 14x14 3x3 121 -> 89; but 88 ch 28x28 3x3 53 -> 75,
+# 144 ch 56x56 3x3 286 -> 390: on large outputs the per-channel runs are long enough
+_LANES_MAX_OUTPUT = 16 * 16
+_LANES_MIN_CHANNELS = 16
+_LANE_PIXELS = 8  # output pixels of a row the channels-last kernel computes at a time
 # stride-1 depthwise convolutions whose output has the input's size, and rows at most this long, run
 # as flat runs (``_depthwise_flat``): there the sliding-window loop spends its time in row loops.
 # Measured per node at 1 thread against ``_window2d``: 14x14 384 ch 3x3 288 -> 155 us, 672 ch 5x5
@@ -277,8 +278,8 @@ def depthwise2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: 
     an optional clamp ``(lo, hi)``; x and w share a float32 or float64 dtype."""
     lo, hi = (-np.inf, np.inf) if clamp is None else clamp
     b = np.zeros(w.shape[0], dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    if w.shape[0] == x.shape[1] >= _NHWC_MIN_CHANNELS and out_hw[0] * out_hw[1] <= _NHWC_MAX_OUTPUT:
-        return _depthwise_small(x, w, b, strides, dilations, begin, out_hw, lo, hi)
+    if w.shape[0] == x.shape[1] >= _LANES_MIN_CHANNELS and out_hw[0] * out_hw[1] <= _LANES_MAX_OUTPUT:
+        return _channel_blocks(x, w, b, strides, dilations, begin, out_hw, lo, hi)
     return _windows(x, np.ascontiguousarray(w).reshape(w.shape[0], *w.shape[2:]), b, strides, dilations, begin,
                     out_hw, lo, hi, False)
 
@@ -380,109 +381,108 @@ def _windows(x, w, bias, strides, dilations, begin, out_hw, lo, hi, maximum) -> 
     return out
 
 
-@njit(inline="always")
-def _dot3(w, wo, x, xo, step, cs, c):  # pragma: no cover - compiled
-    """Three taps along a row for channel c: weights at w[wo + k cs + c], inputs at x[xo + k step + c]."""
-    return (w[wo + c] * x[xo + c] + w[wo + cs + c] * x[xo + step + c]) + w[wo + cs + cs + c] * x[xo + step + step + c]
-
-
-@njit(inline="always")
-def _dot5(w, wo, x, xo, step, cs, c):  # pragma: no cover - compiled
-    """Five taps along a row for channel c (as ``_dot3``)."""
-    c2, s2 = cs + cs, step + step
-    return (((w[wo + c] * x[xo + c] + w[wo + cs + c] * x[xo + step + c])
-             + (w[wo + c2 + c] * x[xo + s2 + c] + w[wo + c2 + cs + c] * x[xo + s2 + step + c]))
-            + w[wo + c2 + c2 + c] * x[xo + s2 + s2 + c])
-
-
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _depthwise_nhwc(x, w, bias, strides, dilations, pads, lo, hi, first, stop, out):  # pragma: no cover
-    """Depthwise convolution (multiplier 1) of channels-last x (N, H, W, C) by w (kH, kW, C) plus
-    bias, clamped to [lo, hi], into out (N, OH, OW, C), for the output rows [first, stop) of N * OH.
-    Channels are the inner, contiguous loop: for each output pixel, a block of channels at a time
-    (its weights stay in L1 along the row), all taps of an interior 3x3 pixel in one pass (5x5: in
-    three, as longer expressions stop LLVM vectorising), border pixels tap by tap."""
-    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    out_h, out_w = out.shape[1], out.shape[2]
-    k_h, k_w = w.shape[0], w.shape[1]
+def _depthwise_lanes(x, w, bias, strides, dilations, pads, lo, hi, first, stop, out):  # pragma: no cover
+    """Depthwise convolution (multiplier 1) of x (N, C, H, W) by w (kH, kW, Cp), the weights
+    channels-last and padded with zero channels to whole vectors, plus bias (C,), clamped to [lo, hi],
+    into out (N, C, OH, OW), for the blocks [first, stop) of N * Cp / lanes (a vector of channels of
+    one image), all in L1: the block's input is transposed channels-last (lanes x lanes blocks in
+    registers) and copied into a zero-padded buffer; eight output pixels of a row at a time
+    accumulate all taps in eight vector registers (eight chains hide the multiply-add's latency and
+    share each tap's weight load); the results are transposed back channel by channel."""
+    lanes = simd.lanes(x)
+    step = uint64(lanes)
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    out_h, out_w = out.shape[2], out.shape[3]
+    k_h, k_w, padded = w.shape[0], w.shape[1], uint64(w.shape[2])
     s_h, s_w, d_h, d_w, p_t, p_l = strides[0], strides[1], dilations[0], dilations[1], pads[0], pads[1]
+    groups = -(-out_w // _LANE_PIXELS)  # blocks of eight output pixels per row
+    rows = (out_h - 1) * s_h + (k_h - 1) * d_h + 1  # the padded input the taps reach
+    cols = (groups * _LANE_PIXELS - 1) * s_w + (k_w - 1) * d_w + 1
+    in_rows, in_cols = uint64(max(0, min(height, rows - p_t))), uint64(max(0, min(width, cols - p_l)))
+    hw, pixels = uint64(height * width), uint64(out_h * out_w)
+    staging = np.empty(hw * step, dtype=x.dtype)  # the block's input, channels-last, unpadded
+    block = np.zeros(rows * cols * lanes, dtype=x.dtype)  # padded: blocks overwrite the input only
+    result = np.empty((pixels + _LANE_PIXELS) * step, dtype=x.dtype)  # a row's last eight may run over
+    shift = np.zeros(lanes, dtype=x.dtype)
     xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
-    cs = uint64(channels)
-    step, rstep, wrow = uint64(d_w) * cs, uint64(d_h * width) * cs, uint64(k_w) * cs
-    kind = 3 if k_h == 3 and k_w == 3 else 5 if k_h == 5 and k_w == 5 else 0
-    for row in range(first, stop):
-        n, oy = row // out_h, row % out_h
-        y0 = oy * s_h - p_t
-        rows_in = y0 >= 0 and y0 + (k_h - 1) * d_h < height
-        for c0 in range(0, channels, _NHWC_BLOCK):
-            cb, o = uint64(min(_NHWC_BLOCK, channels - c0)), uint64(c0)
-            for ox in range(out_w):
-                dst = uint64((n * out_h + oy) * out_w + ox) * cs + o
-                x0 = ox * s_w - p_l
-                if kind and rows_in and x0 >= 0 and x0 + (k_w - 1) * d_w < width:
-                    b0 = uint64((n * height + y0) * width + x0) * cs + o
-                    b1 = b0 + rstep
-                    b2 = b1 + rstep
-                    w1 = o + wrow
-                    w2 = w1 + wrow
-                    if kind == 3:
-                        for c in range(cb):
-                            v = bias[o + c] + ((_dot3(wf, o, xf, b0, step, cs, c) + _dot3(wf, w1, xf, b1, step, cs, c))
-                                               + _dot3(wf, w2, xf, b2, step, cs, c))
-                            v = lo if v < lo else v
-                            of[dst + c] = hi if v > hi else v
-                        continue
-                    b3 = b2 + rstep
-                    b4 = b3 + rstep
-                    w3 = w2 + wrow
-                    w4 = w3 + wrow
-                    for c in range(cb):
-                        of[dst + c] = bias[o + c] + (_dot5(wf, o, xf, b0, step, cs, c)
-                                                     + _dot5(wf, w1, xf, b1, step, cs, c))
-                    for c in range(cb):
-                        of[dst + c] += _dot5(wf, w2, xf, b2, step, cs, c) + _dot5(wf, w3, xf, b3, step, cs, c)
-                    for c in range(cb):
-                        v = of[dst + c] + _dot5(wf, w4, xf, b4, step, cs, c)
-                        v = lo if v < lo else v
-                        of[dst + c] = hi if v > hi else v
-                    continue
-                for c in range(cb):
-                    of[dst + c] = bias[o + c]
+    low, high = simd.splat(lo), simd.splat(hi)
+    blocks = w.shape[2] // lanes
+    px = uint64(s_w) * step  # from one output pixel's input to the next's
+    whole_in, whole_out = hw // step * step, pixels // step * step
+    for item in range(first, stop):
+        n, c0 = item // blocks, item % blocks * lanes
+        used = uint64(min(lanes, channels - c0))
+        src = uint64(n * channels + c0) * hw
+        for lane in range(used):
+            shift[lane] = bias[c0 + lane]
+        for p in range(uint64(0), whole_in, step):
+            simd.transpose(xf, src + p, hw, used, staging, p * step, step, step)
+        for p in range(whole_in, hw):
+            for lane in range(used):
+                staging[p * step + lane] = xf[src + lane * hw + p]
+        for iy in range(in_rows):
+            dst = (uint64(iy + p_t) * uint64(cols) + uint64(p_l)) * step
+            row = iy * uint64(width) * step
+            for ix in range(in_cols):
+                simd.store(block, dst + ix * step, simd.load(staging, row + ix * step))
+        start = simd.load(shift, 0)
+        for oy in range(out_h):  # in order: a row's last eight pixels may run into the next row's
+            for ox in range(0, out_w, _LANE_PIXELS):
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = start
                 for ky in range(k_h):
-                    iy = y0 + ky * d_h
-                    if iy < 0 or iy >= height:
-                        continue
+                    at = uint64((oy * s_h + ky * d_h) * cols + ox * s_w) * step
+                    wat = uint64(ky * k_w) * padded + uint64(c0)
                     for kx in range(k_w):
-                        ix = x0 + kx * d_w
-                        if 0 <= ix < width:
-                            b, wx = uint64((n * height + iy) * width + ix) * cs + o, uint64(ky * k_w + kx) * cs + o
-                            for c in range(cb):
-                                of[dst + c] += wf[wx + c] * xf[b + c]
-                for c in range(cb):
-                    v = of[dst + c]
-                    v = lo if v < lo else v
-                    of[dst + c] = hi if v > hi else v
+                        g = simd.load(wf, wat + uint64(kx) * padded)
+                        b = at + uint64(kx * d_w) * step
+                        a0 = simd.fma(g, simd.load(block, b), a0)
+                        a1 = simd.fma(g, simd.load(block, b + px), a1)
+                        a2 = simd.fma(g, simd.load(block, b + 2 * px), a2)
+                        a3 = simd.fma(g, simd.load(block, b + 3 * px), a3)
+                        a4 = simd.fma(g, simd.load(block, b + 4 * px), a4)
+                        a5 = simd.fma(g, simd.load(block, b + 5 * px), a5)
+                        a6 = simd.fma(g, simd.load(block, b + 6 * px), a6)
+                        a7 = simd.fma(g, simd.load(block, b + 7 * px), a7)
+                r = uint64(oy * out_w + ox) * step
+                simd.store(result, r, simd.clamp(a0, low, high))
+                simd.store(result, r + step, simd.clamp(a1, low, high))
+                simd.store(result, r + 2 * step, simd.clamp(a2, low, high))
+                simd.store(result, r + 3 * step, simd.clamp(a3, low, high))
+                simd.store(result, r + 4 * step, simd.clamp(a4, low, high))
+                simd.store(result, r + 5 * step, simd.clamp(a5, low, high))
+                simd.store(result, r + 6 * step, simd.clamp(a6, low, high))
+                simd.store(result, r + 7 * step, simd.clamp(a7, low, high))
+        dst = src // hw * pixels
+        for p in range(uint64(0), whole_out, step):
+            simd.transpose(result, p * step, step, step, of, dst + p, pixels, used)
+        for p in range(whole_out, pixels):
+            for lane in range(used):
+                of[dst + lane * pixels + p] = result[p * step + lane]
     return out
 
 
-def _depthwise_small(x: np.ndarray, w: np.ndarray, bias: np.ndarray, strides: list[int], dilations: list[int],
-                     begin: list[int], out_hw: list[int], lo: float, hi: float) -> np.ndarray:
-    """``_depthwise_nhwc`` between two numpy transposes, for a multiplier of 1 and small outputs:
-    there the per-channel loop of ``_window2d`` spends most of its time on short rows."""
+def _lane_weights(w: np.ndarray) -> np.ndarray:
+    """Depthwise weights (C, 1, kH, kW) as (kH, kW, Cp), channels padded with zeros to whole vectors."""
+    c, lanes = w.shape[0], simd.BYTES // w.dtype.itemsize
+    wl = np.zeros(w.shape[2:] + (-(-c // lanes) * lanes,), dtype=w.dtype)
+    wl[:, :, :c] = w[:, 0].transpose(1, 2, 0)
+    return wl
+
+
+def _channel_blocks(x: np.ndarray, w: np.ndarray, bias: np.ndarray, strides: list[int], dilations: list[int],
+                    begin: list[int], out_hw: list[int], lo: float, hi: float) -> np.ndarray:
+    """``_depthwise_lanes`` over the session's threads by blocks of channels (its weights
+    channels-last once per read-only array)."""
     n, c = x.shape[:2]
-    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    wt = _derived(w, _channels_last)
-    yh = np.empty((n, *out_hw, c), dtype=x.dtype)
-    geometry = [_ints(v) for v in (strides, dilations, begin)]
+    wl = _derived(w, _lane_weights)
+    out = np.empty((n, c, *out_hw), dtype=x.dtype)
     t = x.dtype.type
-    parallel.in_ranges(n * out_hw[0], _WINDOW_COST * yh.size * w.shape[2] * w.shape[3], _depthwise_nhwc,
-                       (xh, wt, bias, *geometry, t(lo), t(hi)), (yh,))
-    return np.ascontiguousarray(yh.transpose(0, 3, 1, 2))
-
-
-def _channels_last(w: np.ndarray) -> np.ndarray:
-    """Depthwise weights (C, 1, kH, kW) as (kH, kW, C)."""
-    return np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
+    geometry = [_ints(v) for v in (strides, dilations, begin)]
+    blocks = n * (wl.shape[2] * x.dtype.itemsize // simd.BYTES)
+    parallel.in_ranges(blocks, _WINDOW_COST * out.size * w.shape[2] * w.shape[3], _depthwise_lanes,
+                       (np.ascontiguousarray(x), wl, bias, *geometry, t(lo), t(hi)), (out,))
+    return out
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})

@@ -179,3 +179,60 @@ def clamp(typingctx, value, lo, hi):  # pragma: no cover - compile-time
         return builder.select(builder.fcmp_ordered(">", v, high), high, v)
 
     return value(value, lo, hi), codegen
+
+
+def _swap_masks(lanes: int, half: int) -> tuple[list[int], list[int]]:
+    """Shuffle masks of one step of a block transpose: in each run of 2 x half lanes, the first
+    vector keeps its first half and takes the second vector's first half as its second; the second
+    vector takes the first's second half as its first and keeps its own second half."""
+    first, second = [], []
+    for lane in range(lanes):
+        base, j = lane - lane % (2 * half), lane % (2 * half)
+        first.append(base + j if j < half else lanes + base + j - half)
+        second.append(base + half + j if j < half else lanes + base + j)
+    return first, second
+
+
+@intrinsic
+def transpose(typingctx, src, src_at, src_stride, rows, dst, dst_at, dst_stride, dst_rows):  # pragma: no cover
+    """A lanes x lanes block transposed from src to dst: dst[dst_at + j dst_stride + i] =
+    src[src_at + i src_stride + j], in registers (log2(lanes) steps of two-vector shuffles). Source
+    rows from ``rows`` on repeat the last one (they stay inside src); only destination rows below
+    ``dst_rows`` are stored."""
+    if not all(isinstance(t, types.Integer) for t in (src_at, src_stride, rows, dst_at, dst_stride, dst_rows)):
+        return None
+    vector = Vector(src.dtype)
+
+    def codegen(context, builder, signature, args):
+        src_v, src_at_v, src_step, rows_v, dst_v, dst_at_v, dst_step, dst_rows_v = [
+            v if isinstance(t, types.Array) else context.cast(builder, v, t, types.intp)
+            for v, t in zip(args, signature.args)]
+        vector_type = context.get_value_type(vector)
+        count, align = vector.lanes, src.dtype.bitwidth // 8
+        index_type, mask_type = context.get_value_type(types.intp), ir.VectorType(ir.IntType(32), count)
+        last = builder.sub(rows_v, ir.Constant(index_type, 1))
+        vectors = []
+        for i in range(count):
+            row = builder.select(builder.icmp_signed("<", ir.Constant(index_type, i), rows_v),
+                                 ir.Constant(index_type, i), last)
+            pointer = _pointer(context, builder, signature.args[0], src_v,
+                               builder.add(src_at_v, builder.mul(row, src_step)))
+            vectors.append(builder.load(builder.bitcast(pointer, vector_type.as_pointer()), align=align))
+        half = count // 2
+        while half:
+            first, second = (ir.Constant(mask_type, mask) for mask in _swap_masks(count, half))
+            for r in range(count):
+                if not r & half:
+                    a, b = vectors[r], vectors[r + half]
+                    vectors[r] = builder.shuffle_vector(a, b, first)
+                    vectors[r + half] = builder.shuffle_vector(a, b, second)
+            half //= 2
+        for j in range(count):
+            at = ir.Constant(index_type, j)
+            with cgutils.if_likely(builder, builder.icmp_signed("<", at, dst_rows_v)):
+                pointer = _pointer(context, builder, signature.args[4], dst_v,
+                                   builder.add(dst_at_v, builder.mul(at, dst_step)))
+                builder.store(vectors[j], builder.bitcast(pointer, vector_type.as_pointer()), align=align)
+        return context.get_dummy_value()
+
+    return types.none(src, src_at, src_stride, rows, dst, dst_at, dst_stride, dst_rows), codegen
