@@ -113,8 +113,8 @@ def _residual(add: ir.Node, index: Index) -> tuple[ir.Node | None, str]:
 
 
 def _params(act: ir.Node, index: Index) -> list[float] | None:
-    if act.op_type in DEFAULTS:
-        return [float(act.attributes.get(name, default)) for name, default in DEFAULTS[act.op_type]]
+    if act.op_type in DEFAULTS:  # a float attribute's default is a float32 too (0.2 is 0.20000000298...)
+        return [float(np.float32(act.attributes.get(name, default))) for name, default in DEFAULTS[act.op_type]]
     if act.op_type != "Clip":
         return None
     if len(act.inputs) == 1 or "min" in act.attributes or "max" in act.attributes:  # Clip-1/6: attributes
