@@ -518,3 +518,112 @@ def test_attention_core_names_shapes_that_do_not_chain(monkeypatch, blocked):
     with pytest.raises(onnxpy.capi.onnxruntime_pybind11_state.RuntimeException,
                        match=r"AttentionCore.*attention shapes do not chain: Q \(2, 5, 4\) @ K \(2, 4, 6\) @ V \(2, 7, 3\)"):
         session.run(None, {"x": _x(2, 5, 4), "v": _x(2, 7, 3)})
+
+
+def _squeeze_excite_model(first, second, bias=True, gate_first=False, dtype=np.float32, c=24, r=6, hw=(7, 9),
+                          pooled_output=False, gate_channels=None, weights_input=False, scaled="x"):
+    """GlobalAveragePool -> 1x1 Conv -> ``first`` -> 1x1 Conv -> ``second`` -> Mul with ``scaled``
+    (activations: a standard op, "SiLU" for x * Sigmoid(x), or None)."""
+    code = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    gate_channels = c if gate_channels is None else gate_channels
+    inits = [_const("w2", _x(gate_channels, r, 1, 1).astype(dtype)), _const("b2", _x(gate_channels).astype(dtype))]
+    if bias:
+        inits.append(_const("b1", _x(r).astype(dtype)))
+    if not weights_input:
+        inits.append(_const("w1", _x(r, c, 1, 1).astype(dtype)))
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),
+             helper.make_node("Conv", ["pooled", "w1", "b1"] if bias else ["pooled", "w1"], ["c1"])]
+    for name, activation, out in (("c1", first, "h"), ("c2", second, "g")):
+        if name == "c2":
+            nodes.append(helper.make_node("Conv", ["h", "w2", "b2"], ["c2"]))
+        if activation == "SiLU":
+            nodes += [helper.make_node("Sigmoid", [name], [name + "s"]),
+                      helper.make_node("Mul", [name, name + "s"], [out])]
+        elif activation:
+            nodes.append(helper.make_node(activation, [name], [out]))
+        else:
+            nodes.append(helper.make_node("Identity", [name], [out]))
+    nodes.append(helper.make_node("Mul", ["g", scaled] if gate_first else [scaled, "g"], ["y"]))
+    inputs = [helper.make_tensor_value_info("x", code, [2, c, *hw])]
+    if weights_input:
+        inputs.append(helper.make_tensor_value_info("w1", code, [r, c, 1, 1]))
+    if scaled != "x":
+        inputs.append(helper.make_tensor_value_info(scaled, code, [2, c, *hw]))
+    outputs = [helper.make_tensor_value_info("y", code, None)]
+    if pooled_output:
+        outputs.append(helper.make_tensor_value_info("pooled", code, None))
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _session_ops(proto, level=None):
+    import onnxpy
+
+    options = onnxpy.SessionOptions()
+    if level is not None:
+        options.graph_optimization_level = level
+    session = onnxpy.InferenceSession(proto.SerializeToString(), options)
+    return session, [n.op_type for n in session._plan.nodes]
+
+
+def _feeds(proto, dtype=np.float32):
+    return {v.name: (3 * RNG.standard_normal([d.dim_value for d in v.type.tensor_type.shape.dim])).astype(dtype)
+            for v in proto.graph.input}
+
+
+@pytest.mark.skipif(REGISTRY.resolve("ai.onnxpy", "SqueezeExcite", 1) is None, reason="no SqueezeExcite kernel")
+@pytest.mark.parametrize("first, second", [("Relu", "HardSigmoid"), ("SiLU", "Sigmoid"), (None, None),
+                                           ("LeakyRelu", "Tanh"), ("HardSwish", "Sigmoid")])
+@pytest.mark.parametrize("bias, gate_first", [(True, False), (False, True)])
+def test_squeeze_excite_fuses(first, second, bias, gate_first):
+    proto = _squeeze_excite_model(first, second, bias, gate_first)
+    session, ops = _session_ops(proto)
+    assert ops == ["SqueezeExcite"]
+    feeds = _feeds(proto)
+    expected = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, feeds)[0]
+    np.testing.assert_allclose(session.run(None, feeds)[0], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(REGISTRY.resolve("ai.onnxpy", "SqueezeExcite", 1) is None, reason="no SqueezeExcite kernel")
+def test_squeeze_excite_in_float64():
+    # onnxruntime has no float64 Conv: the unfused graph is the reference (its ops checked elsewhere)
+    proto = _squeeze_excite_model("SiLU", "HardSigmoid", dtype=np.float64, hw=(14, 14))
+    session, ops = _session_ops(proto)
+    unfused, unfused_ops = _session_ops(proto, level=0)
+    assert ops == ["SqueezeExcite"] and "SqueezeExcite" not in unfused_ops
+    feeds = _feeds(proto, np.float64)
+    got = session.run(None, feeds)[0]
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, unfused.run(None, feeds)[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("change", ["pooled output", "one gate channel", "weights input", "another tensor"])
+def test_squeeze_excite_stays(change):
+    # the pooled values read elsewhere, a gate broadcast over channels, weights that may change
+    # between runs, or the gate applied to another tensor than the pooled one: no fusion
+    proto = _squeeze_excite_model("Relu", "Sigmoid", pooled_output=change == "pooled output",
+                                  gate_channels=1 if change == "one gate channel" else None,
+                                  weights_input=change == "weights input",
+                                  scaled="v" if change == "another tensor" else "x")
+    session, ops = _session_ops(proto)
+    assert "SqueezeExcite" not in ops and "GlobalAveragePool" in ops
+    feeds = _feeds(proto)
+    expected = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, feeds)
+    for got, want in zip(session.run(None, feeds), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(REGISTRY.resolve("ai.onnxpy", "SqueezeExcite", 1) is None, reason="no SqueezeExcite kernel")
+def test_squeeze_excite_names_weights_that_do_not_fit():
+    import onnxpy
+
+    nodes = [helper.make_node("SqueezeExcite", ["x", "w1", "", "w2"], ["y"], domain="ai.onnxpy")]
+    inits = [_const("w1", _x(4, 8, 1, 1)), _const("w2", _x(6, 4, 1, 1))]  # gates 6 channels of 8
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, [1, 8, 3, 3])],
+                              [helper.make_tensor_value_info("y", F, None)], initializer=inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnxpy", 1)])
+    session = onnxpy.InferenceSession(proto.SerializeToString())
+    with pytest.raises(onnxpy.RuntimeException, match=r"SqueezeExcite.*\(6, 4, 1, 1\)"):
+        session.run(None, {"x": _x(1, 8, 3, 3)})

@@ -7,9 +7,10 @@ import re
 import numpy as np
 
 from onnxpy import parallel
-from onnxpy.ops._helpers import (HARD_SWISH, SWISH, gelu as gelu_of, gelu_tanh, hard_sigmoid, layer_norm_rows,
-                                 sigmoid, swish)
+from onnxpy.ops._helpers import (HARD_SWISH, SWISH, arithmetic, gelu as gelu_of, gelu_tanh, hard_sigmoid,
+                                 late_activation, layer_norm_rows, sigmoid, swish)
 from onnxpy.ops.conv import conv, convolve
+from onnxpy.ops.pool import global_average_pool
 from onnxpy.ops.quantize import dequantize, dynamic_quantize_linear, quantize
 from onnxpy.ops.rnn import lstm
 from onnxpy.ops.transformer import grouped_matmul, rotate, softmax
@@ -111,6 +112,33 @@ def fused_conv_onnxpy(X, W, B=None, Z=None, *, activation=None, activation_param
                           dilations=dilations, group=group, kernel_shape=kernel_shape, pads=pads, strides=strides)
     return convolve(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
                     pads=pads, strides=strides, z=Z, activation=_EPILOGUES[activation](activation_params))
+
+
+def _fused_activation(y: np.ndarray, name: str | None, params) -> np.ndarray:
+    """FusedConv's activation ``name`` (either domain's) applied to ``y``."""
+    return late_activation(y, _EPILOGUES[name](params)) if name in _EPILOGUES else _activate(y, name, params)
+
+
+def _pointwise_layer(v: np.ndarray, w: np.ndarray, b: np.ndarray | None, name: str | None, params) -> np.ndarray:
+    """A 1x1 FusedConv on a (N, C) vector per image: ``v @ w.T + b``, then the activation."""
+    y = v @ w.reshape(w.shape[0], -1).T
+    return _fused_activation(y if b is None else y + b, name, params)
+
+
+@kernel("SqueezeExcite", since=1, domain="ai.onnxpy")
+def squeeze_excite(X, W1, B1=None, W2=None, B2=None, *, activation1=None, activation1_params=None,
+                   activation2=None, activation2_params=None):
+    """A squeeze-and-excitation block, fused by ``passes/fuse_squeeze_excite.py``: ``X`` times the
+    gate ``FusedConv2(FusedConv1(GlobalAveragePool(X)))``, whose convolutions are 1x1 (weights (R, C,
+    1...) and (C, R, 1...)) with FusedConv's activations; in one node, the 1x1 convolutions of the
+    pooled (N, C) values as two matrix products, and the product with X one compiled pass."""
+    if W2 is None or X.ndim < 3 or W1.shape[1] != X.shape[1] or W2.shape[0] != X.shape[1]:
+        raise ValueError(f"SqueezeExcite expects X (N, C, ...), W1 (R, C, 1...) and W2 (C, R, 1...), got "
+                         f"{X.shape}, {W1.shape} and {None if W2 is None else W2.shape}")
+    pooled = global_average_pool(X).reshape(X.shape[:2])
+    hidden = _pointwise_layer(pooled, W1, B1, activation1, activation1_params)
+    gate = _pointwise_layer(hidden, W2, B2, activation2, activation2_params)
+    return arithmetic(np.multiply, X, gate.astype(X.dtype, copy=False).reshape(gate.shape + (1,) * (X.ndim - 2)))
 
 
 @kernel("FusedGemm", since=1, domain=MS)

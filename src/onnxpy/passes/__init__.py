@@ -18,6 +18,7 @@ from onnxpy.passes.fuse_conv_bn import fuse_conv_batchnorm
 from onnxpy.passes.fuse_gelu import fuse_gelu
 from onnxpy.passes.fuse_layernorm import fuse_layer_normalization
 from onnxpy.passes.fuse_matmul_add import fuse_matmul_add
+from onnxpy.passes.fuse_squeeze_excite import fuse_squeeze_excite
 from onnxpy.passes.fuse_swish import fuse_swish
 from onnxpy.passes.gradient import TRAINING, expand_gradients
 from onnxpy.passes.identity import eliminate_identities
@@ -37,7 +38,7 @@ BY_LEVEL: dict[int, tuple[Pass, ...]] = {
     ORT_ENABLE_BASIC: (eliminate_identities, fold_constants, fold_shape_subgraphs, eliminate_common_subexpressions,
                        cancel_transposes_reshapes, eliminate_dead_code),
     ORT_ENABLE_EXTENDED: (fuse_conv_batchnorm, fuse_matmul_add, fuse_layer_normalization, fuse_gelu, fuse_swish,
-                          fuse_conv_activation, fuse_attention),
+                          fuse_conv_activation, fuse_squeeze_excite, fuse_attention),
     ORT_ENABLE_LAYOUT: (),
     ORT_ENABLE_ALL: (),
 }
