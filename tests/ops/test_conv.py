@@ -635,3 +635,69 @@ def test_the_compiled_epilogue_against_numpy(dtype, activation, clamp, with_z):
     code = {None: None, "hard_swish": (HARD_SWISH, 0.0), "swish": (SWISH, 1.5)}[activation]
     _jit.finish(y, b, z if with_z else None, clamp, rows, cols, code)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def _dynamic_conv_model(w, b, weights_input=False, residual=False, **attrs):
+    """A Conv (FusedConv with a residual Z) on inputs of any batch and size."""
+    from onnx import helper, numpy_helper
+
+    inputs = [helper.make_tensor_value_info("x", FLOAT, ["N", w.shape[1] * attrs.get("group", 1), "H", "W"])]
+    inits = [numpy_helper.from_array(b, "b")]
+    if weights_input:
+        inputs.append(helper.make_tensor_value_info("w", FLOAT, list(w.shape)))
+    else:
+        inits.append(numpy_helper.from_array(w, "w"))
+    if residual:
+        inputs.append(helper.make_tensor_value_info("z", FLOAT, ["N", w.shape[0], "H2", "W2"]))
+        node = helper.make_node("FusedConv", ["x", "w", "b", "z"], ["y"], domain="com.microsoft",
+                                activation="Relu", **attrs)
+    else:
+        node = helper.make_node("Conv", ["x", "w", "b"], ["y"], **attrs)
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", FLOAT, None)], initializer=inits)
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("com.microsoft", 1)] if residual else [])
+    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
+
+
+@pytest.mark.parametrize("ws, group, pads", [
+    ((24, 8, 1, 1), 1, [0, 0, 0, 0]),      # 1x1: the compiled pointwise kernel
+    ((32, 1, 3, 3), 32, [1, 1, 1, 1]),     # depthwise: vectors of channels up to 16x16, windows above
+    ((16, 3, 3, 3), 1, [1, 1, 1, 1]),      # a stem: direct, or Winograd / im2col + GEMM by size
+])
+def test_conv_prepared_per_input_shape(ws, group, pads):
+    """A node prepares its convolution once per input shape (conv.convolve with the node's ctx): runs
+    alternating between shapes, and more shapes than it keeps, each match PyTorch."""
+    w, b = rand(*ws), rand(ws[0])
+    session = onnxpy.InferenceSession(_dynamic_conv_model(w, b, group=group, pads=pads))
+    shapes = [(1, 7, 7), (2, 20, 18), (1, 7, 7)] + [(1, 5 + i, 6) for i in range(conv_module._PREPARED_SHAPES + 1)]
+    for n, h, width in shapes + shapes[:3]:
+        x = rand(n, ws[1] * group, h, width)
+        np.testing.assert_allclose(session.run(None, {"x": x})[0], torch_conv(x, w, b, [1, 1], [1, 1], pads, group),
+                                   rtol=1e-4, atol=1e-4)
+    (step,) = session._plan.steps
+    assert 0 < len(step.kwargs["ctx"].cache["convolutions"]) <= conv_module._PREPARED_SHAPES
+
+
+def test_conv_weights_fed_each_run_are_not_kept():
+    """Weights that are an input (writeable arrays, which may change between runs) are never kept
+    prepared: each run convolves with the weights it is given."""
+    w, b = rand(24, 8, 1, 1), rand(24)
+    session = onnxpy.InferenceSession(_dynamic_conv_model(w, b, weights_input=True))
+    x = rand(1, 8, 7, 7)
+    for scale in (1.0, -2.0):
+        w2 = w * np.float32(scale)
+        np.testing.assert_allclose(session.run(None, {"x": x, "w": w2})[0],
+                                   torch_conv(x, w2, b, [1, 1], [1, 1], [0, 0, 0, 0], 1), rtol=1e-4, atol=1e-4)
+    w[:] = 0  # the same array, changed in place
+    np.testing.assert_allclose(session.run(None, {"x": x, "w": w})[0], np.broadcast_to(b[:, None, None], (1, 24, 7, 7)))
+
+
+def test_conv_prepared_still_checks_the_residual():
+    """The residual Z of a prepared FusedConv is checked against the output's shape on every run."""
+    w, b = rand(24, 8, 1, 1), rand(24)
+    session = onnxpy.InferenceSession(_dynamic_conv_model(w, b, residual=True))
+    x, z = rand(1, 8, 7, 7), rand(1, 24, 7, 7)
+    expected = np.maximum(torch_conv(x, w, b, [1, 1], [1, 1], [0, 0, 0, 0], 1) + z, 0)
+    np.testing.assert_allclose(session.run(None, {"x": x, "z": z})[0], expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(onnxpy.RuntimeException, match=r"Z has shape \(1, 24, 6, 7\), expected the output's "
+                                                      r"\(1, 24, 7, 7\)"):
+        session.run(None, {"x": x, "z": rand(1, 24, 6, 7)})

@@ -272,16 +272,17 @@ def _depthwise_flat(x, w, bias, dilations, pads, lo, hi, first, stop, out):  # p
 
 def depthwise2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: list[int],
                 dilations: list[int], begin: list[int], out_hw: list[int],
-                clamp: tuple[float, float] | None) -> np.ndarray:
-    """Depthwise 2-D convolution of x (N, C, H, W) by w (M, 1, kH, kW), M a multiple of C, with
-    ``begin`` padding and output size ``out_hw`` (the end padding needs no data), plus the bias and
-    an optional clamp ``(lo, hi)``; x and w share a float32 or float64 dtype."""
+                clamp: tuple[float, float] | None) -> Callable[[np.ndarray], np.ndarray]:
+    """Depthwise 2-D convolution of inputs of x's shape (N, C, H, W) by w (M, 1, kH, kW), M a
+    multiple of C, with ``begin`` padding and output size ``out_hw`` (the end padding needs no
+    data), plus the bias and an optional clamp ``(lo, hi)``, prepared: a function of x. x and w
+    share a float32 or float64 dtype."""
     lo, hi = (-np.inf, np.inf) if clamp is None else clamp
     b = np.zeros(w.shape[0], dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     if w.shape[0] == x.shape[1] >= _LANES_MIN_CHANNELS and out_hw[0] * out_hw[1] <= _LANES_MAX_OUTPUT:
         return _channel_blocks(x, w, b, strides, dilations, begin, out_hw, lo, hi)
-    return _windows(x, np.ascontiguousarray(w).reshape(w.shape[0], *w.shape[2:]), b, strides, dilations, begin,
-                    out_hw, lo, hi, False)
+    taps = np.ascontiguousarray(w).reshape(w.shape[0], *w.shape[2:])
+    return lambda x: _windows(x, taps, b, strides, dilations, begin, out_hw, lo, hi, False)
 
 
 @njit(inline="always")
@@ -471,18 +472,23 @@ def _lane_weights(w: np.ndarray) -> np.ndarray:
 
 
 def _channel_blocks(x: np.ndarray, w: np.ndarray, bias: np.ndarray, strides: list[int], dilations: list[int],
-                    begin: list[int], out_hw: list[int], lo: float, hi: float) -> np.ndarray:
-    """``_depthwise_lanes`` over the session's threads by blocks of channels (its weights
-    channels-last once per read-only array)."""
+                    begin: list[int], out_hw: list[int], lo: float, hi: float) -> Callable[[np.ndarray], np.ndarray]:
+    """``_depthwise_lanes`` over the session's threads by blocks of channels, prepared for inputs of
+    x's shape (its weights channels-last once per read-only array)."""
     n, c = x.shape[:2]
+    shape, dtype = (n, c, *out_hw), x.dtype
     wl = _derived(w, _lane_weights)
-    out = np.empty((n, c, *out_hw), dtype=x.dtype)
-    t = x.dtype.type
-    geometry = [_ints(v) for v in (strides, dilations, begin)]
-    blocks = n * (wl.shape[2] * x.dtype.itemsize // simd.BYTES)
-    parallel.in_ranges(blocks, _WINDOW_COST * out.size * w.shape[2] * w.shape[3], _depthwise_lanes,
-                       (np.ascontiguousarray(x), wl, bias, *geometry, t(lo), t(hi)), (out,))
-    return out
+    t = dtype.type
+    head = (wl, bias, *[_ints(v) for v in (strides, dilations, begin)], t(lo), t(hi))
+    blocks = n * (wl.shape[2] * dtype.itemsize // simd.BYTES)
+    work = _WINDOW_COST * math.prod(shape) * w.shape[2] * w.shape[3]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        out = np.empty(shape, dtype=dtype)
+        parallel.in_ranges(blocks, work, _depthwise_lanes, (np.ascontiguousarray(x), *head), (out,))
+        return out
+
+    return run
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
@@ -863,39 +869,46 @@ def pointwise_applies(x: np.ndarray, w: np.ndarray, begin: list[int], end: list[
             and not any(begin) and not any(end))
 
 
-def pointwise(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, z: np.ndarray | None, strides: list[int],
-              out_shape: list[int], clamp: tuple[float, float] | None,
-              activation: tuple[int, float] | None) -> tuple[np.ndarray, bool]:
-    """The 1x1 convolution ``pointwise_applies`` to, plus the bias, plus z (of the output's shape),
-    then clamped to ``clamp = (lo, hi)``, then given an ``activation`` (HARD_SWISH, or SWISH in
-    float32), each when given (``_pointwise``), over the session's threads by column blocks or, for
-    few of them, row blocks. Returns the output and whether the activation was applied."""
-    n, m, length = x.shape[0], w.shape[0], math.prod(out_shape)
-    vec = simd.BYTES // x.dtype.itemsize
-    if any(s != 1 for s in strides):
-        x = x[(...,) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out_shape, strides))]
-    x = np.ascontiguousarray(x).reshape(n, x.shape[1], length)
-    out = np.empty((n, m) + tuple(out_shape), dtype=x.dtype)
-    t = x.dtype.type
+def pointwise(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: list[int], out_shape: list[int],
+              clamp: tuple[float, float] | None, activation: tuple[int, float] | None
+              ) -> tuple[Callable[[np.ndarray, np.ndarray | None], np.ndarray], bool]:
+    """The 1x1 convolution ``pointwise_applies`` to, prepared for inputs of x's shape and dtype: a
+    function of (x, z) giving the convolution plus the bias, plus z (of the output's shape) when
+    given, then clamped to ``clamp = (lo, hi)``, then given an ``activation`` (HARD_SWISH, or SWISH
+    in float32), each when given (``_pointwise``), over the session's threads by column blocks or,
+    for few of them, row blocks; and whether it applies the activation."""
+    n, c, m, length = x.shape[0], x.shape[1], w.shape[0], math.prod(out_shape)
+    dtype, vec = x.dtype, simd.BYTES // x.dtype.itemsize
+    window = (...,) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out_shape, strides))
+    strided = any(s != 1 for s in strides)
+    shape = (n, m) + tuple(out_shape)
+    t = dtype.type
     lo, hi = (t(-np.inf), t(np.inf)) if clamp is None else (t(clamp[0]), t(clamp[1]))
-    b = np.zeros(m, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    zf = None if z is None else np.ascontiguousarray(z, dtype=x.dtype).reshape(-1)
+    b = np.zeros(m, dtype=dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
     packed = _derived(w, _pack_rows)
     code, alpha = (0, 0.0) if activation is None else activation
-    fused = code == HARD_SWISH or (code == SWISH and x.dtype == np.float32)
-    act = code if fused else 0
+    fused = code == HARD_SWISH or (code == SWISH and dtype == np.float32)
+    act, alpha = code if fused else 0, t(alpha)
     units, blocks = n * max(1, length // (3 * vec)), -(-m // _POINTWISE_ROWS)
-    regions = parallel.compiled()
-    count = parallel.pieces(n * m * x.shape[1] * length, units * blocks, regions=regions)
-    args = (x, packed, b, zf, lo, hi, act, t(alpha))
-    # by column blocks where there are enough to balance the pieces (an image's last block is the
-    # widest: 3 column blocks of 13x13 cut 48 | 121), else by row blocks unless they would overlap
-    # across pieces (a race)
-    if count == 1 or count * 4 <= units or m % _POINTWISE_ROWS:
-        parallel.in_pieces(units, count, _pointwise, args, (0, blocks, out), regions)
-    else:
-        parallel.in_pieces(blocks, count, _pointwise, (*args, 0, units), (out,), regions)
-    return out, fused or activation is None
+    work = n * m * c * length
+
+    def run(x: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+        x = np.ascontiguousarray(x[window] if strided else x).reshape(n, c, length)
+        out = np.empty(shape, dtype=dtype)
+        zf = None if z is None else np.ascontiguousarray(z, dtype=dtype).reshape(-1)
+        regions = parallel.compiled()
+        count = parallel.pieces(work, units * blocks, regions=regions)
+        args = (x, packed, b, zf, lo, hi, act, alpha)
+        # by column blocks where there are enough to balance the pieces (an image's last block is the
+        # widest: 3 column blocks of 13x13 cut 48 | 121), else by row blocks unless they would overlap
+        # across pieces (a race)
+        if count == 1 or count * 4 <= units or m % _POINTWISE_ROWS:
+            parallel.in_pieces(units, count, _pointwise, args, (0, blocks, out), regions)
+        else:
+            parallel.in_pieces(blocks, count, _pointwise, (*args, 0, units), (out,), regions)
+        return out
+
+    return run, fused or activation is None
 
 
 @njit(cache=True, nogil=True)

@@ -86,13 +86,13 @@ def quick_gelu(X, *, alpha=1.702):
 
 @kernel("FusedConv", since=1, domain=MS)
 def fused_conv(X, W, B=None, Z=None, *, activation=None, activation_params=None, auto_pad="NOTSET",
-               dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
+               dilations=None, group=1, kernel_shape=None, pads=None, strides=None, ctx=None):
     """Conv + bias + optional sum input ``Z`` (of the output's shape), then the fused activation:
     Relu and Clip clamp inside the convolution, Z is added there too, other activations follow."""
     params = _params_or_defaults(activation, activation_params)
     clamp = _CLAMPS[activation](params) if activation in _CLAMPS else None
     y = convolve(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
-                 pads=pads, strides=strides, clamp=clamp, z=Z)
+                 pads=pads, strides=strides, clamp=clamp, z=Z, ctx=ctx)
     return y if clamp is not None else _activate(y, activation, activation_params)
 
 
@@ -103,15 +103,16 @@ _EPILOGUES = {"HardSwish": lambda p: (HARD_SWISH, 0.0), "QuickGelu": lambda p: (
 
 @kernel("FusedConv", since=1, domain="ai.onnxpy")
 def fused_conv_onnxpy(X, W, B=None, Z=None, *, activation=None, activation_params=None, auto_pad="NOTSET",
-                      dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
+                      dilations=None, group=1, kernel_shape=None, pads=None, strides=None, ctx=None):
     """``com.microsoft::FusedConv`` plus HardSwish and QuickGelu [alpha] (x sigmoid(alpha x), which
     is Swish and SiLU), fused by ``passes/fuse_activation.py``: the convolution applies them to each
     block of its output while it is in cache (GEMM paths; the others after the convolution)."""
     if activation not in _EPILOGUES:
         return fused_conv(X, W, B, Z, activation=activation, activation_params=activation_params, auto_pad=auto_pad,
-                          dilations=dilations, group=group, kernel_shape=kernel_shape, pads=pads, strides=strides)
+                          dilations=dilations, group=group, kernel_shape=kernel_shape, pads=pads, strides=strides,
+                          ctx=ctx)
     return convolve(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
-                    pads=pads, strides=strides, z=Z, activation=_EPILOGUES[activation](activation_params))
+                    pads=pads, strides=strides, z=Z, activation=_EPILOGUES[activation](activation_params), ctx=ctx)
 
 
 def _fused_activation(y: np.ndarray, name: str | None, params) -> np.ndarray:

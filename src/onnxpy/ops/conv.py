@@ -16,14 +16,14 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from onnxpy import parallel
 from onnxpy.ops._helpers import (HARD_SWISH, JIT_FLOATS, JIT_MIN_SIZE, compute_dtype, jit, late_activation,
                                  pad_spatial, per_axis, window_geometry, windows)
-from onnxpy.registry import kernel
+from onnxpy.registry import KernelContext, kernel
 
 # output channels per input channel from which a one-group-per-channel convolution (a single input
 # channel's, above all) runs as im2col + GEMM, not the sliding-window loop (which makes one pass per
@@ -36,6 +36,7 @@ _COLS_BUDGET = 1 << 20  # elements of the im2col buffer: a band of output rows a
 _GROUPED_COLS_BUDGET = 1 << 18  # smaller for grouped convs: many small GEMMs reread the band
 _MIN_GEMM_COLUMNS = 256  # but each GEMM gets at least this many output positions
 _EPILOGUE_BUDGET = 1 << 20  # output elements of a 1x1 convolution's GEMM band, finished while in cache
+_PREPARED_SHAPES = 8  # input shapes a node keeps prepared convolutions for (more: it starts afresh)
 
 
 def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, strides: list[int],
@@ -45,34 +46,52 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, stride
     """Grouped N-D convolution of x (N, C, ...) by w (M, C/group, ...) plus bias b, plus ``z`` (of
     the output's shape) when given, then clamped to ``clamp = (lo, hi)`` when given, then given an
     ``activation`` (``_helpers.HARD_SWISH`` or ``SWISH``, alpha), in x's dtype (float32 or wider)."""
+    return _prepare(x, w, b, group, strides, dilations, begin, end, out, clamp, z is not None, activation)(x, z)
+
+
+def _prepare(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, strides: list[int],
+             dilations: list[int], begin: list[int], end: list[int], out: list[int],
+             clamp: tuple[float, float] | None, has_z: bool,
+             activation: tuple[int, float] | None) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+    """``_conv`` for inputs of x's shape and dtype (x itself is not kept), with or without z: the
+    path chosen, and the compiled paths' weights, bias and constants made, once; a function of (x, z)."""
     n, c = x.shape[:2]
     m, cg = w.shape[:2]
     if cg * group != c or m % group:
         raise ValueError(f"X has {c} channels and W shape {w.shape}: expected C == W.shape[1] * group "
                          f"and M divisible by group (group={group})")
     if cg == 1 and m // c < _MAX_WINDOW_MULTIPLIER and len(out) <= 2 and x.dtype in JIT_FLOATS:
-        row = [1] * (2 - len(out))  # a 1-D convolution as a one-row image
-        y = jit().depthwise2d(x.reshape(x.shape[:2] + (1,) * len(row) + x.shape[2:]),
-                              w.reshape(w.shape[:2] + (1,) * len(row) + w.shape[2:]) if row else w, b, row + strides,
-                              row + dilations, [0] * len(row) + begin, row + out, clamp if z is None else None)
-        y = y.reshape((n, m) + tuple(out))
-        return late_activation(y if z is None else _epilogue(y, None, z, clamp), activation)
+        row = (1,) * (2 - len(out))  # a 1-D convolution as a one-row image
+        image = x.shape[:2] + row + x.shape[2:]
+        shape = (n, m) + tuple(out)
+        depthwise = jit().depthwise2d(x.reshape(image), w.reshape(w.shape[:2] + row + w.shape[2:]), b,
+                                      [*row, *strides], [*row, *dilations], [0] * len(row) + begin, [*row, *out],
+                                      None if has_z else clamp)
+
+        def windows(x: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+            y = depthwise(x.reshape(image)).reshape(shape)
+            return late_activation(y if z is None else _epilogue(y, None, z, clamp), activation)
+
+        return windows
     if group == 1:
         _jit = jit()
-        done = None
         if _jit.pointwise_applies(x, w, begin, end, out):
-            done = _jit.pointwise(x, w, b, z, strides, out, clamp, activation)
-        elif z is None and _jit.direct_applies(x, w, strides, dilations, out):
+            pointwise, activated = _jit.pointwise(x, w, b, strides, out, clamp, activation)
+            if activated:
+                return pointwise
+            return lambda x, z: late_activation(pointwise(x, z), activation)
+        if not has_z and _jit.direct_applies(x, w, strides, dilations, out):
             hard_swish = activation is not None and activation[0] == HARD_SWISH
-            done = _jit.direct2d(x, w, b, strides, begin, out, clamp, hard_swish), hard_swish
-        if done is not None:
-            y, activated = done
-            return late_activation(y, None if activated else activation)
+            later = None if hard_swish else activation
+            return lambda x, z: late_activation(_jit.direct2d(x, w, b, strides, begin, out, clamp, hard_swish), later)
     if (group == 1 and w.shape[2:] == (3, 3) and strides == [1, 1] and dilations == [1, 1] and c >= 8
             and x.dtype in JIT_FLOATS and -(-out[0] // 2) * -(-out[1] // 2) >= _WINOGRAD_MIN_TILES):
-        y = jit().winograd3x3(x, w, b, begin, out, clamp if z is None else None)
-        return late_activation(y if z is None else _epilogue(y, None, z, clamp), activation)
-    return _gemm_conv(x, w, b, z, clamp, activation, group, strides, dilations, begin, end, out)
+        def winograd(x: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+            y = jit().winograd3x3(x, w, b, begin, out, clamp if z is None else None)
+            return late_activation(y if z is None else _epilogue(y, None, z, clamp), activation)
+
+        return winograd
+    return lambda x, z: _gemm_conv(x, w, b, z, clamp, activation, group, strides, dilations, begin, end, out)
 
 
 def _epilogue(y: np.ndarray, b: np.ndarray | None, z: np.ndarray | None,
@@ -224,10 +243,10 @@ def _check_kernel_shape(kernel_shape: Sequence[int] | None, w: np.ndarray) -> No
 
 @kernel("Conv", since=1)
 def conv(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
-         strides=None):
+         strides=None, ctx=None):
     """N-D grouped convolution (https://onnx.ai/onnx/operators/onnx__Conv.html)."""
     return convolve(x, w, b, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
-                    pads=pads, strides=strides)
+                    pads=pads, strides=strides, ctx=ctx)
 
 
 def _ints(values: Sequence[int] | None) -> tuple[int, ...] | None:
@@ -248,18 +267,35 @@ def _geometry(in_shape: tuple[int, ...], k_shape: tuple[int, ...], strides: tupl
 
 def convolve(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
              strides=None, clamp: tuple[float, float] | None = None, z: np.ndarray | None = None,
-             activation: tuple[int, float] | None = None) -> np.ndarray:
+             activation: tuple[int, float] | None = None, ctx: KernelContext | None = None) -> np.ndarray:
     """Conv, plus ``z`` (a residual of the output's shape), then clamped to ``clamp = (lo, hi)``,
     then given an ``activation`` (``_helpers.HARD_SWISH`` or ``SWISH``, alpha), each when given,
-    while each band of the output is still in cache where the path allows (FusedConv)."""
+    while each band of the output is still in cache where the path allows (FusedConv).
+
+    With a node's ``ctx``, float32 and float64 convolutions of read-only (initializer) weights and
+    bias are prepared once per input shape (``_prepare``) and kept in the node's cache: a run then
+    skips the checks, geometry and path choice, and the compiled paths' argument building."""
+    if ctx is not None:
+        hit = ctx.memo("convolutions", dict).get((x.shape, x.dtype, z is None))
+        if hit is not None and hit[0] is w and hit[1] is b and (z is None or z.shape == hit[3]):
+            return hit[2](x, z)
     if x.ndim < 3 or w.ndim != x.ndim:
         raise ValueError(f"Conv expects X and W of the same rank >= 3, got {x.shape} and {w.shape}")
     _check_kernel_shape(kernel_shape, w)
     strides, dilations, out, begin, end = _geometry(x.shape[2:], w.shape[2:], _ints(strides), _ints(dilations),
                                                     _ints(pads), auto_pad)
-    if z is not None and z.shape != (x.shape[0], w.shape[0], *out):
-        raise ValueError(f"the sum input Z has shape {z.shape}, expected the output's {(x.shape[0], w.shape[0], *out)}")
+    out_shape = (x.shape[0], w.shape[0], *out)
+    if z is not None and z.shape != out_shape:
+        raise ValueError(f"the sum input Z has shape {z.shape}, expected the output's {out_shape}")
     ct = compute_dtype(x.dtype)
+    if (ctx is not None and x.dtype in JIT_FLOATS and w.dtype == x.dtype and not w.flags.writeable
+            and (b is None or not b.flags.writeable)):
+        prepared = ctx.memo("convolutions", dict)
+        if len(prepared) >= _PREPARED_SHAPES:
+            prepared.clear()
+        run = _prepare(x, w, b, group, strides, dilations, begin, end, out, clamp, z is not None, activation)
+        prepared[x.shape, x.dtype, z is None] = (w, b, run, out_shape)
+        return run(x, z)
     return _conv(x.astype(ct, copy=False), w.astype(ct, copy=False), b, group, strides, dilations, begin, end,
                  out, clamp, z, activation).astype(x.dtype, copy=False)
 
