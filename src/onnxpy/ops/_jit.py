@@ -298,53 +298,55 @@ def _pooled(row, at, s_w, k_w):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True)
 def _max_pool_rows(x, k_h, k_w, s_h, s_w, p_t, p_l, first, stop, out):  # pragma: no cover - compiled
     """Max pooling (dilation 1) of x (N, C, H, W) into out (N, C, OH, OW), -inf beyond the input,
-    for the (batch, channel) pairs [first, stop). Separable, each output row in two vector passes:
-    the maximum over its kH input rows into a -inf-padded row buffer, then over kW columns of it
-    (every other column at stride 2). A row's last vector overlaps the one before (the maximum is
-    the same computed twice); a row shorter than a vector goes through a scratch vector."""
+    for the (batch, channel) pairs [first, stop). Separable, in two vector passes over a channel:
+    the maximum over each output row's kH input rows into its own -inf-padded row of a buffer, then,
+    once the channel's rows are all there, over kW columns of them (every other column at stride 2;
+    read right after it is written, a row's vectors would wait on their stores). A row's last vector
+    overlaps the one before (the maximum is the same computed twice); a row shorter than a vector
+    goes through a scratch vector."""
     height, width = x.shape[2], x.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
     vec = simd.lanes(x)
     xf, of = x.reshape(-1), out.reshape(-1)
     lowest = x.dtype.type(-np.inf)
-    size = max(p_l + width, (out_w + vec) * s_w + k_w) + 2 * vec  # the loads past its end read -inf
-    row = np.full(size, lowest, dtype=x.dtype)
+    size = max(p_l + width, (out_w + vec) * s_w + k_w) + 2 * vec  # the loads past a row's end read -inf
+    rows = np.full(out_h * size, lowest, dtype=x.dtype)  # only the input's columns are ever written
     short = np.empty(vec, dtype=x.dtype)
     for item in range(first, stop):
         plane = item * height * width
         for oy in range(out_h):
-            dst = (item * out_h + oy) * out_w
             r0, r1 = max(0, oy * s_h - p_t), min(height, oy * s_h - p_t + k_h)
-            if r1 <= r0:  # a window of padding only
-                for o in range(out_w):
-                    of[dst + o] = lowest
-                continue
-            src = plane + r0 * width
+            src, at = plane + r0 * width, oy * size + p_l
             if width >= vec:
                 for j in range(0, width, vec):
                     j = min(j, width - vec)
                     acc = simd.load(xf, src + j)
                     for r in range(1, r1 - r0):
                         acc = simd.maximum(acc, simd.load(xf, src + r * width + j))
-                    simd.store(row, p_l + j, acc)
-            else:
+                    simd.store(rows, at + j, acc)
+            elif r1 > r0:
                 for j in range(width):
                     v = xf[src + j]
                     for r in range(1, r1 - r0):
                         v = _larger(v, xf[src + r * width + j])
-                    row[p_l + j] = v
-            if s_w > 2:
+                    rows[at + j] = v
+        for oy in range(out_h):
+            dst, at = (item * out_h + oy) * out_w, oy * size
+            if min(height, oy * s_h - p_t + k_h) <= max(0, oy * s_h - p_t):  # a window of padding only
                 for o in range(out_w):
-                    acc = row[o * s_w]
+                    of[dst + o] = lowest
+            elif s_w > 2:
+                for o in range(out_w):
+                    acc = rows[at + o * s_w]
                     for kx in range(1, k_w):
-                        acc = _larger(acc, row[o * s_w + kx])
+                        acc = _larger(acc, rows[at + o * s_w + kx])
                     of[dst + o] = acc
             elif out_w >= vec:
                 for ox in range(0, out_w, vec):
                     ox = min(ox, out_w - vec)
-                    simd.store(of, dst + ox, _pooled(row, ox * s_w, s_w, k_w))
+                    simd.store(of, dst + ox, _pooled(rows, at + ox * s_w, s_w, k_w))
             else:
-                simd.store(short, 0, _pooled(row, 0, s_w, k_w))
+                simd.store(short, 0, _pooled(rows, at, s_w, k_w))
                 for o in range(out_w):
                     of[dst + o] = short[o]
     return out
