@@ -85,12 +85,16 @@ def test_conv_im2col_in_row_bands(monkeypatch, xs, ws):
     ((1, 3, 9, 9), (3, 1, 3, 3), [2, 2], [1, 1], [0, 0, 0, 0]),       # input rows the output never reads
     ((1, 960, 7, 7), (960, 1, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1]),
     ((2, 4, 20), (8, 1, 5), [2], [2], [3, 1]),                       # 1-D
-    # vectors of channels (at least 16 channels, at most 16x16 outputs: _jit._depthwise_lanes): a last
-    # block of fewer channels than lanes, planes of fewer pixels than lanes or not a multiple, rows of
-    # other than eight pixels
+    # vectors of channels (at least 16 channels and at most 16x16 outputs, or at least 32 channels:
+    # _jit._depthwise_lanes): a last block of fewer channels than lanes, planes of fewer pixels than
+    # lanes or not a multiple, rows of other than eight pixels
     ((2, 200, 7, 7), (200, 1, 5, 5), [1, 1], [1, 1], [2, 2, 2, 2]),
     ((1, 48, 13, 13), (48, 1, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1]),
     ((1, 16, 10, 10), (16, 1, 3, 3), [2, 2], [1, 1], [0, 0, 0, 0]),     # input rows the output never reads
+    ((1, 40, 14, 14), (40, 1, 5, 5), [1, 1], [1, 1], [2, 2, 2, 2]),
+    ((1, 32, 20, 21), (32, 1, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1]),     # larger outputs: 32 channels and more
+    ((2, 48, 37, 35), (48, 1, 5, 5), [2, 2], [1, 1], [2, 1, 2, 2]),
+    ((1, 24, 20, 21), (24, 1, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1]),     # fewer: flat runs
     ((1, 144, 8, 7), (144, 1, 3, 3), [1, 1], [1, 1], [1, 0, 2, 1]),    # asymmetric
     ((1, 40, 15, 14), (40, 1, 5, 5), [2, 2], [1, 1], [1, 2, 2, 1]),     # stride 2 to 7x7
     ((2, 24, 8, 8), (24, 1, 3, 3), [1, 1], [2, 2], [2, 2, 2, 2]),       # dilated
@@ -98,7 +102,6 @@ def test_conv_im2col_in_row_bands(monkeypatch, xs, ws):
     ((1, 20, 3, 4), (20, 1, 5, 5), [1, 1], [1, 1], [2, 2, 2, 2]),       # no interior pixel
     ((2, 16, 50), (16, 1, 3), [1], [1], [1, 1]),                       # 1-D, channels-last
     # stride 1, output of the input's size, rows of at most 32: flat runs (_jit._depthwise_flat)
-    ((1, 40, 14, 14), (40, 1, 5, 5), [1, 1], [1, 1], [2, 2, 2, 2]),
     ((2, 3, 12, 11), (6, 1, 3, 3), [1, 1], [1, 1], [1, 1, 1, 1]),       # multiplier 2
     ((1, 4, 13, 9), (4, 1, 3, 3), [1, 1], [2, 2], [2, 2, 2, 2]),        # dilated
     ((1, 5, 10, 12), (5, 1, 2, 3), [1, 1], [1, 1], [0, 2, 1, 0]),       # asymmetric: all padding on one side

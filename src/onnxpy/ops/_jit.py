@@ -5,10 +5,11 @@ undilated max pooling is separable, a row maximum then a column maximum, ``_max_
 needs one pass per kernel tap (or an im2col copy nine times the input); the loop below reads each
 input channel once into a small, cache-resident, padded buffer, accumulates the taps as long
 contiguous multiply-adds, and writes the output once with bias and clamp applied. Small outputs
-(7x7, 14x14) make those runs short, so there a vector of channels is the unit: a block of channels
-is transposed channels-last in registers and its pixels accumulate in vector registers
-(``_depthwise_lanes``); at stride 1 with rows of up to 32 (28x28) the padded rows cost loops of
-their own, so each tap runs over the whole output at once (``_depthwise_flat``).
+(7x7, 14x14) make those runs short, so there, and wherever there are many channels, a vector of
+channels is the unit: a block of channels is transposed channels-last in registers and its pixels
+accumulate in vector registers (``_depthwise_lanes``); for the others, at stride 1 with rows of up
+to 32 (28x28) the padded rows cost loops of their own, so each tap runs over the whole output at
+once (``_depthwise_flat``).
 erf (and Gelu):
 its polynomial takes ~35 numpy passes; here one pass, the Horner steps on an L1-resident block.
 Sigmoid, Swish and Softmax in float32: one pass with a vectorised exp (numpy needs four or five,
@@ -46,13 +47,18 @@ _CHUNK = uint64(1024)
 _WINDOW_COST = 6  # a sliding-window tap
 _TRANSCENDENTAL_COST = 40  # an element of erf, sigmoid or softmax
 _BLOCK = 512
-# depthwise convolutions with at most this many output pixels per channel, and at least this many
-# channels, run on vectors of channels (``_depthwise_lanes``). Measured per node at 1 thread, with the
-# clamp, against the paths below: 576 ch 7x7 5x5 80-95 -> 44 us, 1152 ch 7x7 5x5 189 -> 83, 672 ch
-# 14x14 5x5 254 -> 178 (stride 2: 510 -> 334), 480 ch 14x14 3x3 121 -> 89; but 88 ch 28x28 3x3 53 -> 75,
-# 144 ch 56x56 3x3 286 -> 390: on large outputs the per-channel runs are long enough
+# depthwise convolutions with at least _LANES_MIN_CHANNELS channels and at most _LANES_MAX_OUTPUT output
+# pixels per channel, or at least _LANES_WIDE_CHANNELS channels, run on vectors of channels
+# (``_depthwise_lanes``). Measured per node at 1 thread, with the clamp, against the per-channel paths
+# below: 576 ch 7x7 5x5 80-95 -> 44 us, 1152 ch 7x7 5x5 189 -> 83, 672 ch 14x14 5x5 254 -> 178 (stride
+# 2: 510 -> 334), 480 ch 14x14 3x3 121 -> 89; best of 8 interleaved rounds: 144 ch 28x28 3x3 stride 2
+# 259 -> 162, 240 ch 28x28 5x5 289 -> 195, 144 ch 56x56 3x3 378 -> 323, 96 ch 56x56 3x3 stride 2
+# 494 -> 454, 32 ch 112x112 3x3 293 -> 302 (a tie: 248 -> 235 in another run); but with fewer channels
+# on large outputs the transposes cost more than they save (16 ch 56x56 3x3 stride 2 59 -> 69, 24 ch
+# 112x112 183 -> 217)
 _LANES_MAX_OUTPUT = 16 * 16
 _LANES_MIN_CHANNELS = 16
+_LANES_WIDE_CHANNELS = 32
 _LANE_PIXELS = 8  # output pixels of a row the channels-last kernel computes at a time
 # stride-1 depthwise convolutions whose output has the input's size, and rows at most this long, run
 # as flat runs (``_depthwise_flat``): there the sliding-window loop spends its time in row loops.
@@ -279,7 +285,9 @@ def depthwise2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: 
     share a float32 or float64 dtype."""
     lo, hi = (-np.inf, np.inf) if clamp is None else clamp
     b = np.zeros(w.shape[0], dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    if w.shape[0] == x.shape[1] >= _LANES_MIN_CHANNELS and out_hw[0] * out_hw[1] <= _LANES_MAX_OUTPUT:
+    channels = x.shape[1]
+    if w.shape[0] == channels >= _LANES_MIN_CHANNELS and (out_hw[0] * out_hw[1] <= _LANES_MAX_OUTPUT
+                                                          or channels >= _LANES_WIDE_CHANNELS):
         return _channel_blocks(x, w, b, strides, dilations, begin, out_hw, lo, hi)
     taps = np.ascontiguousarray(w).reshape(w.shape[0], *w.shape[2:])
     return lambda x: _windows(x, taps, b, strides, dilations, begin, out_hw, lo, hi, False)
@@ -405,11 +413,16 @@ def _depthwise_lanes(x, w, bias, strides, dilations, pads, lo, hi, first, stop, 
     in_rows, in_cols = uint64(max(0, min(height, rows - p_t))), uint64(max(0, min(width, cols - p_l)))
     hw, pixels = uint64(height * width), uint64(out_h * out_w)
     staging = np.empty(hw * step, dtype=x.dtype)  # the block's input, channels-last, unpadded
-    block = np.zeros(rows * cols * lanes, dtype=x.dtype)  # padded: blocks overwrite the input only
+    block = np.empty(rows * cols * lanes, dtype=x.dtype)  # padded: blocks overwrite the input only
     result = np.empty((pixels + _LANE_PIXELS) * step, dtype=x.dtype)  # a row's last eight may run over
     shift = np.zeros(lanes, dtype=x.dtype)
     xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
-    low, high = simd.splat(lo), simd.splat(hi)
+    low, high, zero = simd.splat(lo), simd.splat(hi), simd.splat(x.dtype.type(0))
+    for r in range(rows):  # the padding, once: zero rows, and the columns left and right of the input
+        inside = p_t <= r < p_t + in_rows
+        for col in range(cols):
+            if not inside or col < p_l or col >= p_l + in_cols:
+                simd.store(block, uint64(r * cols + col) * step, zero)
     blocks = w.shape[2] // lanes
     px = uint64(s_w) * step  # from one output pixel's input to the next's
     whole_in, whole_out = hw // step * step, pixels // step * step
