@@ -414,9 +414,11 @@ def test_conv_swish_fuses_into_the_onnxpy_fused_conv(xs, ws, pads, strides, grou
 
 @pytest.mark.skipif(REGISTRY.resolve("ai.onnxpy", "FusedConv", 1) is None, reason="no ai.onnxpy FusedConv kernel")
 @pytest.mark.parametrize("activation", ["HardSwish", "SiLU"])
-def test_conv_swish_in_float64(activation):
-    # float64: HardSwish in the compiled epilogue, Swish (a float32 exp there) after the convolution
-    xs, ws, pads, strides, group = SWISH_PATHS[0]
+@pytest.mark.parametrize("path", [0, 5])
+def test_conv_swish_in_float64(activation, path):
+    # float64: HardSwish in the compiled epilogue (1x1) or on the vectors of channels (depthwise),
+    # Swish (a float32 exp there) after the convolution
+    xs, ws, pads, strides, group = SWISH_PATHS[path]
     proto = _conv_swish_model(xs, ws, activation, pads, strides, group, dtype=np.float64)
     x = 2 * RNG.standard_normal(xs)
     model = loader.from_proto(proto)

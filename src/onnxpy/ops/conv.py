@@ -64,13 +64,14 @@ def _prepare(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, str
         row = (1,) * (2 - len(out))  # a 1-D convolution as a one-row image
         image = x.shape[:2] + row + x.shape[2:]
         shape = (n, m) + tuple(out)
-        depthwise = jit().depthwise2d(x.reshape(image), w.reshape(w.shape[:2] + row + w.shape[2:]), b,
-                                      [*row, *strides], [*row, *dilations], [0] * len(row) + begin, [*row, *out],
-                                      None if has_z else clamp)
+        depthwise, activated = jit().depthwise2d(
+            x.reshape(image), w.reshape(w.shape[:2] + row + w.shape[2:]), b, [*row, *strides], [*row, *dilations],
+            [0] * len(row) + begin, [*row, *out], None if has_z else clamp, None if has_z else activation)
+        later = None if activated and not has_z else activation
 
         def windows(x: np.ndarray, z: np.ndarray | None) -> np.ndarray:
             y = depthwise(x.reshape(image)).reshape(shape)
-            return late_activation(y if z is None else _epilogue(y, None, z, clamp), activation)
+            return late_activation(y if z is None else _epilogue(y, None, z, clamp), later)
 
         return windows
     if group == 1:
