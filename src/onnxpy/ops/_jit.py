@@ -313,7 +313,8 @@ def _max_pool_rows(x, k_h, k_w, s_h, s_w, p_t, p_l, first, stop, out):  # pragma
     for the (batch, channel) pairs [first, stop). Separable, in two vector passes over a channel:
     the maximum over each output row's kH input rows into its own -inf-padded row of a buffer, then,
     once the channel's rows are all there, over kW columns of them (every other column at stride 2;
-    read right after it is written, a row's vectors would wait on their stores). A row's last vector
+    a row read back right after it was written was slower on short rows: 256 ch 27x27 3x3 stride 2,
+    100 -> 74 us). A row's last vector
     overlaps the one before (the maximum is the same computed twice); a row shorter than a vector
     goes through a scratch vector."""
     height, width = x.shape[2], x.shape[3]

@@ -133,7 +133,8 @@ def squeeze_excite(X, W1, B1=None, W2=None, B2=None, *, activation1=None, activa
     gate ``FusedConv2(FusedConv1(GlobalAveragePool(X)))``, whose convolutions are 1x1 (weights (R, C,
     1...) and (C, R, 1...)) with FusedConv's activations; in one node, the 1x1 convolutions of the
     pooled (N, C) values as two matrix products, and the product with X one compiled pass."""
-    if W2 is None or X.ndim < 3 or W1.shape[1] != X.shape[1] or W2.shape[0] != X.shape[1]:
+    if (W2 is None or X.ndim < 3 or W1.shape[1] != X.shape[1] or W2.shape[0] != X.shape[1]
+            or W2.shape[1] != W1.shape[0] or W1.size != W1.shape[0] * W1.shape[1] or W2.size != W1.size):
         raise ValueError(f"SqueezeExcite expects X (N, C, ...), W1 (R, C, 1...) and W2 (C, R, 1...), got "
                          f"{X.shape}, {W1.shape} and {None if W2 is None else W2.shape}")
     pooled = global_average_pool(X).reshape(X.shape[:2])

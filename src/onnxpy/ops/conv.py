@@ -69,11 +69,11 @@ def _prepare(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, group: int, str
             [0] * len(row) + begin, [*row, *out], None if has_z else clamp, None if has_z else activation)
         later = None if activated and not has_z else activation
 
-        def windows(x: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+        def run_depthwise(x: np.ndarray, z: np.ndarray | None) -> np.ndarray:
             y = depthwise(x.reshape(image)).reshape(shape)
             return late_activation(y if z is None else _epilogue(y, None, z, clamp), later)
 
-        return windows
+        return run_depthwise
     if group == 1:
         _jit = jit()
         if _jit.pointwise_applies(x, w, begin, end, out):
