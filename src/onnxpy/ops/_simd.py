@@ -236,3 +236,37 @@ def transpose(typingctx, src, src_at, src_stride, rows, dst, dst_at, dst_stride,
         return context.get_dummy_value()
 
     return types.none(src, src_at, src_stride, rows, dst, dst_at, dst_stride, dst_rows), codegen
+
+
+@intrinsic
+def sub(typingctx, a, b):  # pragma: no cover - compile-time
+    """a - b, lane by lane."""
+    def codegen(context, builder, signature, args):
+        return builder.fsub(*args)
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def div(typingctx, a, b):  # pragma: no cover - compile-time
+    """a / b, lane by lane."""
+    def codegen(context, builder, signature, args):
+        return builder.fdiv(*args)
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def pow2(typingctx, n):  # pragma: no cover - compile-time
+    """2^n of a float32 vector of whole numbers n in [-126, 128] (128 gives +inf), written straight
+    into the exponent bits."""
+    if not isinstance(n, Vector) or n.dtype != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        count = args[0].type.count
+        ints = ir.VectorType(ir.IntType(32), count)
+        bits = builder.add(builder.fptosi(args[0], ints), ir.Constant(ints, [127] * count))
+        return builder.bitcast(builder.shl(bits, ir.Constant(ints, [23] * count)), args[0].type)
+
+    return n(n), codegen
