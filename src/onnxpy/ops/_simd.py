@@ -128,22 +128,22 @@ def fma(typingctx, a, b, c):  # pragma: no cover - compile-time
     return a(a, b, c), codegen
 
 
-@intrinsic
-def add(typingctx, a, b):  # pragma: no cover - compile-time
-    """a + b, lane by lane."""
-    def codegen(context, builder, signature, args):
-        return builder.fadd(*args)
+def _lanewise(operation: str, doc: str):
+    """An intrinsic of two vectors applying the IR builder's ``operation`` (fadd, fmul, ...) lane by lane."""
+    def typer(typingctx, a, b):  # pragma: no cover - compile-time
+        def codegen(context, builder, signature, args):
+            return getattr(builder, operation)(*args)
 
-    return a(a, b), codegen
+        return a(a, b), codegen
+
+    typer.__doc__ = doc
+    return intrinsic(typer)
 
 
-@intrinsic
-def mul(typingctx, a, b):  # pragma: no cover - compile-time
-    """a * b, lane by lane."""
-    def codegen(context, builder, signature, args):
-        return builder.fmul(*args)
-
-    return a(a, b), codegen
+add = _lanewise("fadd", "a + b, lane by lane.")
+sub = _lanewise("fsub", "a - b, lane by lane.")
+mul = _lanewise("fmul", "a * b, lane by lane.")
+div = _lanewise("fdiv", "a / b, lane by lane.")
 
 
 @intrinsic
@@ -236,24 +236,6 @@ def transpose(typingctx, src, src_at, src_stride, rows, dst, dst_at, dst_stride,
         return context.get_dummy_value()
 
     return types.none(src, src_at, src_stride, rows, dst, dst_at, dst_stride, dst_rows), codegen
-
-
-@intrinsic
-def sub(typingctx, a, b):  # pragma: no cover - compile-time
-    """a - b, lane by lane."""
-    def codegen(context, builder, signature, args):
-        return builder.fsub(*args)
-
-    return a(a, b), codegen
-
-
-@intrinsic
-def div(typingctx, a, b):  # pragma: no cover - compile-time
-    """a / b, lane by lane."""
-    def codegen(context, builder, signature, args):
-        return builder.fdiv(*args)
-
-    return a(a, b), codegen
 
 
 @intrinsic
