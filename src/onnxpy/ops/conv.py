@@ -276,8 +276,9 @@ def convolve(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel
     With a node's ``ctx``, float32 and float64 convolutions of read-only (initializer) weights and
     bias are prepared once per input shape (``_prepare``) and kept in the node's cache: a run then
     skips the checks, geometry and path choice, and the compiled paths' argument building."""
-    if ctx is not None:
-        hit = ctx.memo("convolutions", dict).get((x.shape, x.dtype, z is None))
+    prepared = None if ctx is None else ctx.memo("convolutions", dict)
+    if prepared is not None:
+        hit = prepared.get((x.shape, x.dtype, z is None))
         if hit is not None and hit[0] is w and hit[1] is b and (z is None or z.shape == hit[3]):
             return hit[2](x, z)
     if x.ndim < 3 or w.ndim != x.ndim:
@@ -289,9 +290,8 @@ def convolve(x, w, b=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel
     if z is not None and z.shape != out_shape:
         raise ValueError(f"the sum input Z has shape {z.shape}, expected the output's {out_shape}")
     ct = compute_dtype(x.dtype)
-    if (ctx is not None and x.dtype in JIT_FLOATS and w.dtype == x.dtype and not w.flags.writeable
+    if (prepared is not None and x.dtype in JIT_FLOATS and w.dtype == x.dtype and not w.flags.writeable
             and (b is None or not b.flags.writeable)):
-        prepared = ctx.memo("convolutions", dict)
         if len(prepared) >= _PREPARED_SHAPES:
             prepared.clear()
         run = _prepare(x, w, b, group, strides, dilations, begin, end, out, clamp, z is not None, activation)
