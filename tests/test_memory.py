@@ -14,8 +14,9 @@ _RUN = textwrap.dedent("""
     from onnx import TensorProto, helper
     import onnxpy
 
-    # two 16 MB intermediates a run: above glibc's default mmap threshold
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1 << 22])
+    # two 40 MB intermediates a run: above glibc's default mmap threshold, and above the largest
+    # threshold it can be set to (32 MB)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [10 << 20])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
     nodes = [helper.make_node("Exp", ["x"], ["e"]), helper.make_node("Sqrt", ["e"], ["s"]),
              helper.make_node("ReduceSum", ["s"], ["y"], keepdims=1)]
@@ -24,7 +25,7 @@ _RUN = textwrap.dedent("""
     options = onnxpy.SessionOptions()
     options.enable_cpu_mem_arena = sys.argv[1] == "1"
     session = onnxpy.InferenceSession(model.SerializeToString(), options)
-    feed = {"x": np.zeros(1 << 22, np.float32)}
+    feed = {"x": np.zeros(10 << 20, np.float32)}
     for _ in range(3):
         session.run(None, feed)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -42,7 +43,7 @@ def _faults_per_run(arena: bool) -> float:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the setting is made for glibc's malloc")
 def test_arena_keeps_freed_memory_for_the_next_run():
-    # without the setting glibc hands memory of the 16 MB buffers back to the system and every run
-    # faults it in again (about a thousand page faults a run on the development machine)
+    # without the setting glibc hands memory of the 40 MB buffers back to the system and every run
+    # faults it in again (about 1600 page faults a run on the development machine)
     assert _faults_per_run(arena=False) > 500
     assert _faults_per_run(arena=True) < 50
