@@ -1,5 +1,6 @@
 """Intra-op parallelism: the pool itself, and every kernel that splits its work, against numpy and
 onnxruntime with the work threshold lowered so that small tensors are split too."""
+import os
 import threading
 import time
 import zlib
@@ -173,6 +174,39 @@ def test_a_run_keeps_the_helpers_polling_and_lets_them_block_after():
         assert len(seen) == 2
     assert pool._hold[0] == 0
     assert _wait_for(lambda: pool._asleep[0] == 1)
+
+
+@pytest.mark.skipif(parallel._current_cpu is None or len(os.sched_getaffinity(0)) < 2,
+                    reason="threads are placed where the CPU a thread runs on can be read and set")
+def test_a_run_places_its_threads_on_cpus_of_their_own_and_gives_them_back():
+    """During a run the calling thread stays on its CPU and the helper gets another; a second run
+    at the same time (another pool, another thread) leaves its threads where they are; after the
+    runs every thread has its CPUs back."""
+    pool, other = parallel.Pool(2), parallel.Pool(2)
+    for p in (pool, other):
+        p.for_each(lambda i: None, 2)  # starts the helpers
+    before = os.sched_getaffinity(0)
+    helper_before = os.sched_getaffinity(pool._tids[0])
+    seen, go = {}, threading.Event()
+
+    def concurrent_run():
+        go.wait(30)
+        with parallel.using(other):
+            seen["thread"] = os.sched_getaffinity(0)
+            seen["helper"] = os.sched_getaffinity(other._tids[0])
+
+    thread = threading.Thread(target=concurrent_run)  # (a thread started during the run would inherit its CPU)
+    thread.start()
+    with parallel.using(pool):
+        mine, helper = os.sched_getaffinity(0), os.sched_getaffinity(pool._tids[0])
+        assert len(mine) == 1 and len(helper) == 1 and not mine & helper
+        assert mine <= before and helper <= helper_before
+        go.set()
+        thread.join(timeout=30)
+    assert seen == {"thread": before, "helper": os.sched_getaffinity(other._tids[0])}
+    assert len(seen["helper"]) > 1
+    assert os.sched_getaffinity(0) == before
+    assert os.sched_getaffinity(pool._tids[0]) == helper_before
 
 
 def test_helpers_started_anew_after_a_fork_do_not_inherit_the_parents_runs():
