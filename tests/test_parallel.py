@@ -341,6 +341,22 @@ def test_split_matrix_products_match_onnxruntime(split_everything, op, feeds, at
     np.testing.assert_allclose(_session(model).run(None, feeds)[0], expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("op, feeds, attrs, dtype", [
+    ("Gemm", {"A": (1, 40), "B": (301, 40), "C": (301,)}, {"transB": 1}, np.float32),  # rows of B: dot products
+    ("Gemm", {"A": (1, 41), "B": (41, 299), "C": (1, 299)}, {"alpha": 0.5, "beta": 2.0}, np.float64),  # B as it is
+    ("MatMul", {"A": (1, 43), "B": (43, 37)}, {}, np.float32),
+])
+def test_split_matrix_vector_products_match_onnxruntime(split_everything, op, feeds, attrs, dtype):
+    """One row times a matrix runs as a compiled region split by columns, in both layouts of the
+    matrix and with rows that are not a multiple of the four the kernel takes at a time."""
+    feeds = {k: RNG.standard_normal(s).astype(dtype) for k, s in feeds.items()}
+    model = node_model(op, feeds, ["Y"], opset=17, output_types={"Y": onnx.helper.np_dtype_to_tensor_dtype(
+        np.dtype(dtype))}, **attrs)
+    expected = run_onnxruntime(model, feeds)[0]
+    for outputs in _split_runs(model, feeds):
+        np.testing.assert_allclose(outputs[0], expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
 def test_one_session_run_from_many_threads(split_everything):
     feeds = {"X": RNG.standard_normal((2, 16, 20, 20)).astype(np.float32)}
     inits = {"W": RNG.standard_normal((32, 16, 3, 3)).astype(np.float32)}

@@ -10,6 +10,7 @@ from onnxpy import parallel
 from onnxpy.ops._helpers import (HARD_SWISH, SWISH, arithmetic, gelu as gelu_of, gelu_tanh, hard_sigmoid,
                                  late_activation, layer_norm_rows, sigmoid, swish)
 from onnxpy.ops.conv import conv, convolve
+from onnxpy.ops.linalg import product
 from onnxpy.ops.pool import global_average_pool
 from onnxpy.ops.quantize import dequantize, dynamic_quantize_linear, quantize
 from onnxpy.ops.rnn import lstm
@@ -149,7 +150,7 @@ def fused_gemm(A, B, C=None, *, activation=None, activation_alpha=None, activati
     """Gemm followed by the fused activation."""
     a = A.T if transA else A
     b = B.T if transB else B
-    y = parallel.matmul(a, b) * A.dtype.type(alpha)
+    y = product(a, b) * A.dtype.type(alpha)
     if C is not None:
         y = y + C * A.dtype.type(beta)
     return _activate(y.astype(A.dtype, copy=False), activation, [activation_alpha, activation_beta, activation_gamma])

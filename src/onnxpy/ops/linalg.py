@@ -6,8 +6,21 @@ import math
 import numpy as np
 
 from onnxpy import parallel
-from onnxpy.ops._helpers import widen
+from onnxpy.ops._helpers import jit, widen
 from onnxpy.registry import kernel
+
+_VECTOR_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``parallel.matmul(a, b)``; one row times a matrix (a classifier at batch 1), float32 or
+    float64, as a compiled matrix-vector product split over the pool's threads where that pays."""
+    if (a.ndim == 2 and b.ndim == 2 and a.shape[0] == 1 and a.dtype == b.dtype and a.dtype in _VECTOR_TYPES
+            and (b.flags.c_contiguous or b.T.flags.c_contiguous) and parallel.threads() > 1):
+        y = jit().matrix_vector(a[0], b)
+        if y is not None:
+            return y[None]
+    return parallel.matmul(a, b)
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -15,7 +28,7 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.ndim > 2 and b.ndim == 2:
         rows = a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
         return parallel.matmul(rows, b).reshape(*a.shape[:-1], b.shape[-1])
-    return parallel.matmul(a, b)
+    return product(a, b)
 
 
 @kernel("MatMul", since=1)
@@ -35,7 +48,7 @@ def _gemm(A, B, C, alpha: float, beta: float, transA: int, transB: int, c_broadc
     b = widen(B).T if transB else widen(B)
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"Gemm inner dimensions differ: A' is {a.shape}, B' is {b.shape}")
-    y = parallel.matmul(a, b)
+    y = product(a, b)
     if alpha != 1.0:
         y *= y.dtype.type(alpha)
     if C is not None and beta != 0.0:
