@@ -526,7 +526,7 @@ def test_attention_core_names_shapes_that_do_not_chain(monkeypatch, blocked):
 def _squeeze_excite_model(first, second, bias=True, gate_first=False, dtype=np.float32, c=24, r=6, hw=(7, 9),
                           pooled_output=False, gate_channels=None, weights_input=False, scaled="x"):
     """GlobalAveragePool -> 1x1 Conv -> ``first`` -> 1x1 Conv -> ``second`` -> Mul with ``scaled``
-    (activations: a standard op, "SiLU" for x * Sigmoid(x), or None)."""
+    (activations: a standard op, "SiLU" for x * Sigmoid(x), "Relu6" for Clip(x, 0, 6), or None)."""
     code = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     gate_channels = c if gate_channels is None else gate_channels
     inits = [_const("w2", _x(gate_channels, r, 1, 1).astype(dtype)), _const("b2", _x(gate_channels).astype(dtype))]
@@ -542,6 +542,9 @@ def _squeeze_excite_model(first, second, bias=True, gate_first=False, dtype=np.f
         if activation == "SiLU":
             nodes += [helper.make_node("Sigmoid", [name], [name + "s"]),
                       helper.make_node("Mul", [name, name + "s"], [out])]
+        elif activation == "Relu6":
+            inits += [_const(name + "lo", np.array(0, dtype)), _const(name + "hi", np.array(6, dtype))]
+            nodes.append(helper.make_node("Clip", [name, name + "lo", name + "hi"], [out]))
         elif activation:
             nodes.append(helper.make_node(activation, [name], [out]))
         else:
@@ -576,7 +579,7 @@ def _feeds(proto, dtype=np.float32):
 
 @pytest.mark.skipif(REGISTRY.resolve("ai.onnxpy", "SqueezeExcite", 1) is None, reason="no SqueezeExcite kernel")
 @pytest.mark.parametrize("first, second", [("Relu", "HardSigmoid"), ("SiLU", "Sigmoid"), (None, None),
-                                           ("LeakyRelu", "Tanh"), ("HardSwish", "Sigmoid")])
+                                           ("LeakyRelu", "Tanh"), ("HardSwish", "Sigmoid"), ("Relu6", "HardSwish")])
 @pytest.mark.parametrize("bias, gate_first", [(True, False), (False, True)])
 def test_squeeze_excite_fuses(first, second, bias, gate_first):
     proto = _squeeze_excite_model(first, second, bias, gate_first)
@@ -586,6 +589,25 @@ def test_squeeze_excite_fuses(first, second, bias, gate_first):
     expected = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, feeds)[0]
     np.testing.assert_allclose(session.run(None, feeds)[0], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(REGISTRY.resolve("ai.onnxpy", "SqueezeExcite", 1) is None, reason="no SqueezeExcite kernel")
+def test_squeeze_excite_split_over_threads(monkeypatch):
+    # where the product with x splits over the pool's threads, the compiled gate leaves it to them
+    import onnxpy
+    from onnxpy import parallel
+
+    monkeypatch.setattr(parallel, "_MIN_WORK", 1)
+    monkeypatch.setattr(parallel, "_MIN_PIECE", 1)
+    proto = _squeeze_excite_model("Relu", "HardSigmoid")
+    options = onnxpy.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = onnxpy.InferenceSession(proto.SerializeToString(), options)
+    feeds = _feeds(proto)
+    expected = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, feeds)[0]
+    for _ in range(3):  # Python jobs, then compiled regions
+        np.testing.assert_allclose(session.run(None, feeds)[0], expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.skipif(REGISTRY.resolve("ai.onnxpy", "SqueezeExcite", 1) is None, reason="no SqueezeExcite kernel")

@@ -140,6 +140,11 @@ def _erf_or_gelu(x: np.ndarray, fused_gelu: bool) -> np.ndarray:
 # Activations a convolution's epilogue applies while its output is in cache (``_jit.finish``), as
 # ``(code, alpha)`` pairs: x * HardSigmoid(x, 1/6, 0.5), and x * sigmoid(alpha x)
 HARD_SWISH, SWISH = 1, 2
+# and the others a compiled squeeze-and-excitation gate applies (``_jit.excitation``), by FusedConv
+# activation name (QuickGelu is SWISH), each with its two parameters
+RELU, SIGMOID, HARD_SIGMOID, LEAKY_RELU, CLIP, TANH = 3, 4, 5, 6, 7, 8
+GATE_ACTIVATIONS = {None: 0, "Relu": RELU, "Sigmoid": SIGMOID, "HardSigmoid": HARD_SIGMOID, "LeakyRelu": LEAKY_RELU,
+                    "Clip": CLIP, "Tanh": TANH, "HardSwish": HARD_SWISH, "QuickGelu": SWISH}
 
 
 def late_activation(y: np.ndarray, activation: tuple[int, float] | None) -> np.ndarray:

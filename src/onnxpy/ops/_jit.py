@@ -39,7 +39,7 @@ from numba import njit, uint64
 
 from onnxpy import parallel
 from onnxpy.ops import _simd as simd
-from onnxpy.ops._helpers import HARD_SWISH, SWISH
+from onnxpy.ops._helpers import CLIP, HARD_SIGMOID, HARD_SWISH, LEAKY_RELU, RELU, SIGMOID, SWISH, TANH
 
 _CHUNK = uint64(1024)
 # the time of one unit of work, in GEMM multiply-adds (measured), to size pieces for threads
@@ -1206,6 +1206,70 @@ def _softmax(whole, empty_rows_zero, first, stop, into):  # pragma: no cover - c
         for i in range(n):
             o[i] *= inverse
     return out
+
+
+@njit(inline="always", error_model="numpy")
+def _gate_activation(v, activation, zero, one):  # pragma: no cover - compiled
+    """``activation`` (code, p0, p1) of the scalar v: the code one of ``_helpers.GATE_ACTIVATIONS``
+    (0: none), with its parameters p0, p1; NaN passed on as numpy's forms do."""
+    code, p0, p1 = activation
+    if code == RELU:
+        return zero if v < zero else v
+    if code == SIGMOID:
+        return one / (one + np.exp(-v))
+    if code == SWISH:
+        return v / (one + np.exp(-p0 * v))
+    if code == HARD_SIGMOID or code == HARD_SWISH:
+        y = v * p0 + p1
+        y = zero if y < zero else y
+        y = one if y > one else y
+        return y * v if code == HARD_SWISH else y
+    if code == LEAKY_RELU:
+        return v if v >= zero else v * p0
+    if code == CLIP:
+        return p0 if v < p0 else (p1 if v > p1 else v)
+    if code == TANH:
+        return np.tanh(v)
+    return v
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _excitation(x, w1, b1, act1, w2, b2, act2, scale, out):  # pragma: no cover - compiled
+    """For each image of x (N, C, S): the gate act2(w2 @ act1(w1 @ mean(x) + b1) + b2) of its C
+    channels, each act a (code, p0, p1) triple; times x into out (with ``scale``), or the gates
+    themselves into out (N, C, 1)."""
+    channels, inner = x.shape[1], w1.shape[0]
+    pooled, gates = np.empty(channels, dtype=x.dtype), np.empty(channels, dtype=x.dtype)
+    hidden = np.empty(inner, dtype=x.dtype)
+    zero, one = x.dtype.type(0), x.dtype.type(1)
+    share = one / x.dtype.type(x.shape[2])
+    for n in range(x.shape[0]):
+        for c in range(channels):
+            pooled[c] = _row_sum(x[n, c]) * share
+        _matrix_vector(pooled, w1, True, 0, inner, hidden)
+        for r in range(inner):
+            hidden[r] = _gate_activation(hidden[r] + b1[r], act1, zero, one)
+        _matrix_vector(hidden, w2, True, 0, channels, gates)
+        for c in range(channels):
+            gate = _gate_activation(gates[c] + b2[c], act2, zero, one)
+            if scale:
+                row, into = x[n, c], out[n, c]
+                for i in range(row.size):
+                    into[i] = row[i] * gate
+            else:
+                out[n, c, 0] = gate
+    return out
+
+
+def excitation(x: np.ndarray, w1: np.ndarray, b1: np.ndarray, act1: tuple, w2: np.ndarray, b2: np.ndarray,
+               act2: tuple, scale: bool) -> np.ndarray:
+    """A squeeze-and-excitation block's gate, in one compiled call: the mean of each channel of x
+    (N, C, S), C-contiguous float32 or float64, through the layers (w1 (R, C), b1) and (w2 (C, R),
+    b2), of x's dtype, each followed by its activation ``(code, p0, p1)``; the gates (N, C, 1), or
+    with ``scale`` x times them (N, C, S). numpy takes a dozen calls of 3-10 us for it: the whole
+    node at 1 thread, against those, 96 channels 14x14 24 -> 11 us, 576 channels 7x7 52 -> 32 us."""
+    out = np.empty(x.shape if scale else x.shape[:2] + (1,), dtype=x.dtype)
+    return _excitation(x, w1, b1, act1, w2, b2, act2, scale, out)
 
 
 def softmax_rows(rows: np.ndarray, empty_rows_zero: bool) -> np.ndarray:

@@ -7,8 +7,8 @@ import re
 import numpy as np
 
 from onnxpy import parallel
-from onnxpy.ops._helpers import (HARD_SWISH, SWISH, arithmetic, gelu as gelu_of, gelu_tanh, hard_sigmoid,
-                                 late_activation, layer_norm_rows, sigmoid, swish)
+from onnxpy.ops._helpers import (GATE_ACTIVATIONS, HARD_SWISH, JIT_FLOATS, SWISH, arithmetic, gelu as gelu_of,
+                                 gelu_tanh, hard_sigmoid, jit, late_activation, layer_norm_rows, sigmoid, swish)
 from onnxpy.ops.conv import conv, convolve
 from onnxpy.ops.linalg import product
 from onnxpy.ops.pool import global_average_pool
@@ -138,10 +138,34 @@ def squeeze_excite(X, W1, B1=None, W2=None, B2=None, *, activation1=None, activa
             or W2.shape[1] != W1.shape[0] or W1.size != W1.shape[0] * W1.shape[1] or W2.size != W1.size):
         raise ValueError(f"SqueezeExcite expects X (N, C, ...), W1 (R, C, 1...) and W2 (C, R, 1...), got "
                          f"{X.shape}, {W1.shape} and {None if W2 is None else W2.shape}")
-    pooled = global_average_pool(X).reshape(X.shape[:2])
-    hidden = _pointwise_layer(pooled, W1, B1, activation1, activation1_params)
-    gate = _pointwise_layer(hidden, W2, B2, activation2, activation2_params)
-    return arithmetic(np.multiply, X, gate.astype(X.dtype, copy=False).reshape(gate.shape + (1,) * (X.ndim - 2)))
+    layers = ((W1, B1, activation1, activation1_params), (W2, B2, activation2, activation2_params))
+    if X.dtype in JIT_FLOATS and all(w.dtype == X.dtype and (b is None or b.dtype == X.dtype)
+                                     and name in GATE_ACTIVATIONS for w, b, name, _ in layers):
+        scale = parallel.pieces(parallel.PASS_COST * X.size, X.shape[0] * X.shape[1], regions=parallel.compiled()) == 1
+        (w1, b1, act1), (w2, b2, act2) = (_gate_layer(X.dtype, *layer) for layer in layers)
+        gate = jit().excitation(np.ascontiguousarray(X).reshape(X.shape[0], X.shape[1], -1), w1, b1, act1, w2, b2,
+                                act2, scale)
+        if scale:
+            return gate.reshape(X.shape)
+    else:
+        pooled = global_average_pool(X).reshape(X.shape[:2])
+        hidden = _pointwise_layer(pooled, W1, B1, activation1, activation1_params)
+        gate = _pointwise_layer(hidden, W2, B2, activation2, activation2_params).astype(X.dtype, copy=False)
+    return arithmetic(np.multiply, X, gate.reshape(X.shape[:2] + (1,) * (X.ndim - 2)))
+
+
+def _gate_layer(dtype: np.dtype, w: np.ndarray, b: np.ndarray | None, name: str | None, params) -> tuple:
+    """A squeeze-and-excitation layer's weights (out, in), bias and activation (code, p0, p1) as
+    ``_jit.excitation`` takes them, in ``dtype``; the parameters as the activation's own form takes
+    them (float32, or the epilogue's)."""
+    if name in _EPILOGUES:
+        code, alpha = _EPILOGUES[name](params)
+        p = (1 / 6, 0.5) if code == HARD_SWISH else (alpha, 0.0)
+    else:
+        p = [np.float32(v) for v in (_params_or_defaults(name, params) if name else [])] + [0.0, 0.0]
+    weights = np.ascontiguousarray(w.reshape(w.shape[0], -1))
+    return (weights, np.zeros(w.shape[0], dtype) if b is None else b,
+            (GATE_ACTIVATIONS[name], dtype.type(p[0]), dtype.type(p[1])))
 
 
 @kernel("FusedGemm", since=1, domain=MS)
