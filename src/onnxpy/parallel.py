@@ -14,7 +14,7 @@ A compiled kernel split by ``in_ranges`` runs as a compiled region where it can 
 during a run the polling helpers take its pieces without the GIL, so a piece need only repay a few
 microseconds (``_MIN_PIECE``), not a helper taking the GIL (``_MIN_WORK``).
 
-For a run, the thread that runs it and each polling helper get a CPU of their own (``Pool._place``): left
+For a run, the thread that runs it and each polling helper have a CPU of their own (``Pool._place``): left
 to the scheduler, after the CPUs were idle for a while (runs 0.1 s apart) it put a helper on the
 calling thread's CPU and left it there, where the two took turns instead of working at once and a
 region's wait for its helper lasted a time slice (squeezenet1_1 at 2 threads: 35-37 ms a run
@@ -149,6 +149,7 @@ class Pool:
         self._jobs = [queue.SimpleQueue() for _ in range(self.threads - 1)]
         self._cpus = os.sched_getaffinity(0) if _current_cpu is not None else set()  # (the helpers' own)
         self._tids = []
+        self._around = None  # the CPU the helpers are placed around (on the others), if they are
         for i, jobs in enumerate(self._jobs):
             helper = threading.Thread(target=_serve, args=(jobs, self._done, self._posted, self._finished, i, _spin,
                                                            self._rounds, self._hold, self._asleep, self._control),
@@ -238,7 +239,8 @@ class Pool:
                 self._hold[0] -= 1
 
     def _place(self) -> set[int] | None:
-        """Pin the calling thread to the CPU it runs on and each helper to another one, unless
+        """Pin the calling thread to the CPU it runs on and, unless they are already, each helper to
+        another one (they stay there between runs: pinning them anew each run cost 10-30 us), unless
         another run in the process has placed its threads, or there are not as many CPUs; the
         calling thread's CPUs before (to give back, ``_unplace``), or None where nothing was placed."""
         if _current_cpu is None or not _placing.acquire(blocking=False):
@@ -248,22 +250,23 @@ class Pool:
         others = sorted(self._cpus - {cpu})
         if cpu in mine and len(others) >= len(self._tids):
             try:
-                for tid, other in zip(self._tids, others):
-                    os.sched_setaffinity(tid, {other})
+                if self._around != cpu:
+                    self._around = None
+                    for tid, other in zip(self._tids, others):
+                        os.sched_setaffinity(tid, {other})
+                    self._around = cpu
                 os.sched_setaffinity(0, {cpu})
                 return mine
-            except OSError:  # (a CPU taken away meanwhile): everything as it was
-                self._unplace(mine)
-                return None
+            except OSError:  # (a CPU taken away meanwhile): the helpers free again
+                for tid in self._tids:
+                    with contextlib.suppress(OSError):
+                        os.sched_setaffinity(tid, self._cpus)
         _placing.release()
         return None
 
     def _unplace(self, mine: set[int]) -> None:
-        """Give the helpers and the calling thread (``mine``) back the CPUs they had before ``_place``."""
+        """Give the calling thread back the CPUs it had before ``_place`` (``mine``)."""
         try:
-            for tid in self._tids:
-                with contextlib.suppress(OSError):
-                    os.sched_setaffinity(tid, self._cpus)
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(0, mine)
         finally:
