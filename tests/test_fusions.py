@@ -198,11 +198,63 @@ def test_layernorm_pattern_fuses(square, affine, opset):
     assert ops == ["LayerNormalization"] and model.graph.nodes[0].opset is None
 
 
-def test_layernorm_pattern_with_shared_mean_stays():
+def test_layernorm_pattern_with_shared_mean_keeps_it():
+    # the mean is read again: no LayerNormalization, but the rest is the RMS normalization of d
     inits = [_const("two", np.float32(2)), _const("eps", np.float32(1e-5)), _const("gamma", _x(8)), _const("beta", _x(8))]
     nodes = _layernorm_nodes("Pow", True, False)
     nodes[-1] = helper.make_node("Add", ["g", "mean"], ["y"])
-    _check(_model(nodes, ["N", 8], ["N", 8], inits, 14), fuse_layer_normalization, [_x(2, 8)])
+    ops, _ = _check(_model(nodes, ["N", 8], ["N", 8], inits, 14), fuse_layer_normalization, [_x(2, 8)], removed=5)
+    assert ops == ["ReduceMean", "Sub", "SimplifiedLayerNormalization", "Add"]
+
+
+def _rms_nodes(form: str, gamma: bool):
+    """x / sqrt(mean(x^2) + eps) as exporters write it (T5: times Div(1, ...)), optionally times gamma."""
+    square = (helper.make_node("Mul", ["x", "x"], ["sq"]) if form == "reciprocal"
+              else helper.make_node("Pow", ["x", "two"], ["sq"]))
+    nodes = [square, helper.make_node("ReduceMean", ["sq"], ["var"], axes=[-1]),
+             helper.make_node("Add", ["var", "eps"], ["ve"]), helper.make_node("Sqrt", ["ve"], ["std"])]
+    out = "n" if gamma else "y"
+    if form == "div":
+        nodes.append(helper.make_node("Div", ["x", "std"], [out]))
+    elif form == "one_over":
+        nodes += [helper.make_node("Div", ["one", "std"], ["inv"]), helper.make_node("Mul", ["x", "inv"], [out])]
+    else:
+        nodes += [helper.make_node("Reciprocal", ["std"], ["inv"]), helper.make_node("Mul", ["inv", "x"], [out])]
+    if gamma:
+        nodes.append(helper.make_node("Mul", ["gamma", "n"], ["y"]))
+    return nodes
+
+
+_RMS_INITS = [_const("two", np.float32(2)), _const("eps", np.float32(1e-6)), _const("one", np.float32(1)),
+              _const("gamma", RNG.standard_normal(8).astype(np.float32))]
+
+
+@pytest.mark.parametrize("form", ["div", "one_over", "reciprocal"])
+@pytest.mark.parametrize("gamma", [True, False])
+def test_rms_norm_pattern_fuses(form, gamma):
+    import onnxpy
+
+    nodes = _rms_nodes(form, gamma)
+    proto = _model(nodes, ["N", 3, 8], ["N", 3, 8], _RMS_INITS, 17)
+    x = _x(2, 3, 8) * 3 + 1
+    ops, _ = _check(proto, fuse_layer_normalization, [x], removed=len(nodes) - 1)
+    assert ops == ["SimplifiedLayerNormalization"]
+    expected = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})[0]
+    np.testing.assert_allclose(onnxpy.InferenceSession(proto.SerializeToString()).run(None, {"x": x})[0], expected,
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("change", ["variance read again", "another tensor squared", "mean over the first axis"])
+def test_rms_norm_pattern_stays(change):
+    nodes = _rms_nodes("one_over", True)
+    if change == "variance read again":
+        nodes[-1] = helper.make_node("Mul", ["n", "var"], ["y"])
+    elif change == "another tensor squared":
+        nodes[0] = helper.make_node("Pow", ["gamma", "two"], ["sq"])
+    else:
+        nodes[1] = helper.make_node("ReduceMean", ["sq"], ["var"], axes=[0])
+    _check(_model(nodes, ["N", 3, 8], ["N", 3, 8], _RMS_INITS, 17), fuse_layer_normalization, [_x(2, 3, 8)])
 
 
 def _gelu_erf(order):
