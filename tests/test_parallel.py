@@ -208,6 +208,26 @@ def test_a_run_places_its_threads_on_cpus_of_their_own_and_gives_them_back():
     assert os.sched_getaffinity(pool._tids[0]) == helper
 
 
+def test_helpers_are_placed_on_the_cpus_after_the_calling_threads(monkeypatch):
+    """On a larger machine the helpers take the CPUs after the calling thread's, in turn (wrapping
+    around), not the first ones: the pools of several processes then spread out; a run whose
+    thread is on the same CPU again leaves them where they are."""
+    calls = []
+    monkeypatch.setattr(parallel, "_current_cpu", lambda: 5)
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda tid: set(range(8)))
+    monkeypatch.setattr(parallel.os, "sched_setaffinity", lambda tid, cpus: calls.append((tid, set(cpus))))
+    pool = parallel.Pool(4)
+    pool._cpus, pool._tids, pool._around = set(range(8)), [101, 102, 103], None
+    mine = pool._place()
+    assert mine == set(range(8))
+    assert calls == [(101, {6}), (102, {7}), (103, {0}), (0, {5})]
+    pool._unplace(mine)
+    assert calls[-1] == (0, set(range(8)))
+    calls.clear()
+    pool._unplace(pool._place())
+    assert calls == [(0, {5}), (0, set(range(8)))]  # the helpers stay placed
+
+
 def test_helpers_started_anew_after_a_fork_do_not_inherit_the_parents_runs():
     """A child forked while another thread's run held the pool has the count in its copy; the
     helpers it starts must not poll forever for a run that is not its own."""

@@ -240,14 +240,16 @@ class Pool:
 
     def _place(self) -> set[int] | None:
         """Pin the calling thread to the CPU it runs on and, unless they are already, each helper to
-        another one (they stay there between runs: pinning them anew each run cost 10-30 us), unless
+        another one, the CPUs after it in turn (so that the pools of several processes, whose
+        threads run on different CPUs, are not all placed on the first ones; the helpers stay there
+        between runs: pinning them anew each run cost 10-30 us), unless
         another run in the process has placed its threads, or there are not as many CPUs; the
         calling thread's CPUs before (to give back, ``_unplace``), or None where nothing was placed."""
         if _current_cpu is None or not _placing.acquire(blocking=False):
             return None
         mine = os.sched_getaffinity(0)
         cpu = _current_cpu()
-        others = sorted(self._cpus - {cpu})
+        others = sorted(self._cpus - {cpu}, key=lambda c: (c - cpu) % (max(self._cpus) + 1))  # the next ones up
         if cpu in mine and len(others) >= len(self._tids):
             try:
                 if self._around != cpu:
