@@ -14,11 +14,11 @@ A compiled kernel split by ``in_ranges`` runs as a compiled region where it can 
 during a run the polling helpers take its pieces without the GIL, so a piece need only repay a few
 microseconds (``_MIN_PIECE``), not a helper taking the GIL (``_MIN_WORK``).
 
-For a run, the thread that runs it and each polling helper have a CPU of their own (``Pool._place``): left
-to the scheduler, after the CPUs were idle for a while (runs 0.1 s apart) it put a helper on the
-calling thread's CPU and left it there, where the two took turns instead of working at once and a
-region's wait for its helper lasted a time slice (squeezenet1_1 at 2 threads: 35-37 ms a run
-against 5.5 back to back, 6.0 with the threads placed).
+For a run, the thread that runs it and each polling helper have a CPU of their own
+(``Pool._place``): left to the scheduler, after the CPUs were idle for a while (runs 0.1 s apart)
+it put a helper on the calling thread's CPU and left it there, where the two took turns instead of
+working at once and a region's wait for its helper lasted a time slice (squeezenet1_1 at 2
+threads: 35-37 ms a run against 5.5 back to back, 8 with the threads placed).
 
 A session's pool is installed for the calling thread only during ``run`` (``using``). Kernels call
 ``for_each`` / ``matmul`` / ``in_ranges``, which fall back to the calling thread alone when no pool
@@ -242,9 +242,9 @@ class Pool:
         """Pin the calling thread to the CPU it runs on and, unless they are already, each helper to
         another one, the CPUs after it in turn (so that the pools of several processes, whose
         threads run on different CPUs, are not all placed on the first ones; the helpers stay there
-        between runs: pinning them anew each run cost 10-30 us), unless
-        another run in the process has placed its threads, or there are not as many CPUs; the
-        calling thread's CPUs before (to give back, ``_unplace``), or None where nothing was placed."""
+        between runs: pinning them anew each run cost 10-30 us); not where another run in the
+        process has placed its threads, or there are fewer CPUs than threads. Returns the calling
+        thread's CPUs before (to give back, ``_unplace``), or None where nothing was placed."""
         if _current_cpu is None or not _placing.acquire(blocking=False):
             return None
         mine = os.sched_getaffinity(0)
@@ -260,6 +260,7 @@ class Pool:
                 os.sched_setaffinity(0, {cpu})
                 return mine
             except OSError:  # (a CPU taken away meanwhile): the helpers free again
+                self._around = None
                 for tid in self._tids:
                     with contextlib.suppress(OSError):
                         os.sched_setaffinity(tid, self._cpus)

@@ -21,6 +21,9 @@ input channels (``_direct2d``): register-blocked with explicit SIMD vectors (``_
 GEMM is skinny, and 1x1 convolutions (``_pointwise``): GEMMs with a short inner dimension (the
 input channels) or few columns, where OpenBLAS's packing costs as much as the arithmetic. Arithmetic
 by one value per row (``_per_row``): one pass where numpy makes an inner-loop call per row.
+Matrix-vector products (``_matrix_vector``): split by columns as a compiled region, where BLAS runs
+them on one thread; a squeeze-and-excitation gate (``_excitation``): means, two such products and
+their activations in one call, where numpy makes a dozen.
 The module is imported on first use (numba's import costs about 0.3 s and ~60 MB, loading compiled
 code as much again) and compiled code is cached on disk by numba (``cache=True``).
 

@@ -6,16 +6,14 @@ import math
 import numpy as np
 
 from onnxpy import parallel
-from onnxpy.ops._helpers import jit, widen
+from onnxpy.ops._helpers import JIT_FLOATS, jit, widen
 from onnxpy.registry import kernel
-
-_VECTOR_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``parallel.matmul(a, b)``; one row times a matrix (a classifier at batch 1), float32 or
     float64, as a compiled matrix-vector product split over the pool's threads where that pays."""
-    if (a.ndim == 2 and b.ndim == 2 and a.shape[0] == 1 and a.dtype == b.dtype and a.dtype in _VECTOR_TYPES
+    if (a.ndim == 2 and b.ndim == 2 and a.shape[0] == 1 and a.dtype == b.dtype and a.dtype in JIT_FLOATS
             and (b.flags.c_contiguous or b.T.flags.c_contiguous) and parallel.threads() > 1):
         y = jit().matrix_vector(a[0], b)
         if y is not None:
