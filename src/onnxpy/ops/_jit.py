@@ -318,9 +318,8 @@ def _max_pool_rows(x, k_h, k_w, s_h, s_w, p_t, p_l, first, stop, out):  # pragma
     the maximum over each output row's kH input rows into its own -inf-padded row of a buffer, then,
     once the channel's rows are all there, over kW columns of them (every other column at stride 2;
     a row read back right after it was written was slower on short rows: 256 ch 27x27 3x3 stride 2,
-    100 -> 74 us). A row's last vector
-    overlaps the one before (the maximum is the same computed twice); a row shorter than a vector
-    goes through a scratch vector."""
+    100 -> 74 us). A row's last vector overlaps the one before (the maximum is the same computed
+    twice); a row shorter than a vector goes through a scratch vector."""
     height, width = x.shape[2], x.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
     vec = simd.lanes(x)
@@ -537,9 +536,7 @@ def _finish(y, bias, z, with_z, lo, hi, act, alpha, k0, k1, c0, c1):  # pragma: 
                     v = lo if v < lo else v
                     v = hi if v > hi else v
                 if act == HARD_SWISH:
-                    g = v * sixth + half
-                    g = zero if g < zero else g
-                    v = v * (one if g > one else g)
+                    v = v * _hard_gate(v, sixth, half, zero, one)
                 row[start + j] = v
             if act == SWISH:  # in the pass above, the exp's parts would stop it vectorising
                 for j in range(size):
@@ -1223,9 +1220,7 @@ def _gate_activation(v, activation, zero, one):  # pragma: no cover - compiled
     if code == SWISH:
         return v / (one + np.exp(-p0 * v))
     if code == HARD_SIGMOID or code == HARD_SWISH:
-        y = v * p0 + p1
-        y = zero if y < zero else y
-        y = one if y > one else y
+        y = _hard_gate(v, p0, p1, zero, one)
         return y * v if code == HARD_SWISH else y
     if code == LEAKY_RELU:
         return v if v >= zero else v * p0
@@ -1292,11 +1287,18 @@ def _hard_sigmoid(whole, alpha, beta, times_x, first, stop, into):  # pragma: no
     zero, one = x.dtype.type(0), x.dtype.type(1)
     for i in range(x.size):
         v = x[i]
-        y = v * alpha + beta
-        y = zero if y < zero else y  # NaN passes both tests, as through np.maximum / np.minimum
-        y = one if y > one else y
+        y = _hard_gate(v, alpha, beta, zero, one)
         out[i] = y * v if times_x else y
     return out
+
+
+@njit(inline="always")
+def _hard_gate(v, alpha, beta, zero, one):  # pragma: no cover - compiled
+    """max(0, min(1, alpha v + beta)) of a scalar; NaN passes both tests, as through np.maximum /
+    np.minimum."""
+    y = v * alpha + beta
+    y = zero if y < zero else y
+    return one if y > one else y
 
 
 def hard_sigmoid(x: np.ndarray, alpha: float, beta: float, times_x: bool) -> np.ndarray:
