@@ -132,8 +132,10 @@ def squeeze_excite(X, W1, B1=None, W2=None, B2=None, *, activation1=None, activa
                    activation2=None, activation2_params=None):
     """A squeeze-and-excitation block, fused by ``passes/fuse_squeeze_excite.py``: ``X`` times the
     gate ``FusedConv2(FusedConv1(GlobalAveragePool(X)))``, whose convolutions are 1x1 (weights (R, C,
-    1...) and (C, R, 1...)) with FusedConv's activations; in one node, the 1x1 convolutions of the
-    pooled (N, C) values as two matrix products, and the product with X one compiled pass."""
+    1...) and (C, R, 1...)) with FusedConv's activations. In float32 and float64 the gate is one
+    compiled call (``_jit.excitation``: the means, both layers and their activations), which also
+    multiplies X where that product would not split over the threads; otherwise the layers are two
+    matrix products of the pooled (N, C) values and the product with X one compiled pass."""
     if (W2 is None or X.ndim < 3 or W1.shape[1] != X.shape[1] or W2.shape[0] != X.shape[1]
             or W2.shape[1] != W1.shape[0] or W1.size != W1.shape[0] * W1.shape[1] or W2.size != W1.size):
         raise ValueError(f"SqueezeExcite expects X (N, C, ...), W1 (R, C, 1...) and W2 (C, R, 1...), got "
