@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxpy import loader, plan as plan_mod
 from onnxpy.executor import execute
+from onnxpy.ops import linalg
 from onnxpy.passes.cse import eliminate_common_subexpressions
 from onnxpy.passes.fuse_activation import fuse_conv_activation
 from onnxpy.passes.fuse_gelu import fuse_gelu
@@ -705,3 +706,80 @@ def test_squeeze_excite_names_weights_that_do_not_fit(w2_shape):
     session = onnxpy.InferenceSession(proto.SerializeToString())
     with pytest.raises(onnxpy.RuntimeException, match=r"SqueezeExcite.*" + re.escape(str(w2_shape))):
         session.run(None, {"x": _x(1, 8, 3, 3)})
+
+
+# 11. Products by a constant matrix, packed once (PackedMatMul)
+
+PACKED = pytest.mark.skipif(not linalg.packing_applies(), reason="the packed tiles need AVX-512 (avx512f)")
+
+
+@PACKED
+@pytest.mark.parametrize("m, k, n", [(1, 5, 3), (12, 64, 32), (13, 300, 33), (25, 513, 70), (200, 700, 100),
+                                     (64, 768, 256)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_packed_matmul_kernel_matches_numpy(m, k, n, bias):
+    # partial row tiles, blocks of the inner dimension and column blocks, with and without a bias
+    a, w, b = _x(m, k), _x(k, n), _x(n) if bias else None
+    got = linalg.jit().packed_matmul(a, linalg.pack_columns(w), linalg.pack_bias(b, n), n)
+    expected = a.astype(np.float64) @ w + (0 if b is None else b)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * math.sqrt(k))
+
+
+def _ort_session_pair(proto, threads=1):
+    import onnxpy
+
+    options = onnxpy.SessionOptions()
+    options.intra_op_num_threads = threads
+    ours = onnxpy.InferenceSession(proto.SerializeToString(), options)
+    theirs = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return ours, theirs
+
+
+@PACKED
+@pytest.mark.parametrize("case", ["matmul", "matmul+add", "gemm transB beta", "gemm (1, N) bias"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pack_weights_rewrites_products_by_constants(monkeypatch, case, threads):
+    from onnxpy import parallel
+    from onnxpy.passes.pack_weights import pack_weights
+
+    monkeypatch.setattr(parallel, "_MIN_WORK", 1)
+    monkeypatch.setattr(parallel, "_MIN_PIECE", 1)
+    if case.startswith("matmul"):
+        inits = [_const("w", _x(96, 160)), _const("b", _x(160))]
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["m" if case == "matmul+add" else "y"])]
+        nodes += [helper.make_node("Add", ["b", "m"], ["y"])] if case == "matmul+add" else []
+        proto, x = _model(nodes, [2, 20, 96], [2, 20, 160], inits), _x(2, 20, 96)
+    else:
+        transposed = case.startswith("gemm transB")
+        inits = [_const("w", _x(160, 96) if transposed else _x(96, 160)),
+                 _const("c", _x(160) if transposed else _x(1, 160))]
+        nodes = [helper.make_node("Gemm", ["x", "w", "c"], ["y"], transB=int(transposed),
+                                  beta=0.5 if transposed else 1.0)]
+        proto, x = _model(nodes, [30, 96], [30, 160], inits), _x(30, 96)
+    ops, _ = _check(proto, pack_weights, [x], removed=1 if case == "matmul+add" else 0)
+    assert ops == ["PackedMatMul"]
+    ours, theirs = _ort_session_pair(proto, threads)
+    for _ in range(2):  # Python jobs, then compiled regions
+        np.testing.assert_allclose(ours.run(None, {"x": x})[0], theirs.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
+    # the packed copy replaces the weight: the session keeps no (K, N) or (N, K) matrix
+    assert not [v for v in ours._plan.template if isinstance(v, np.ndarray) and v.ndim == 2 and 96 in v.shape]
+
+
+@pytest.mark.parametrize("change", ["two rows", "float64", "alpha", "partial columns", "short inner dimension",
+                                    "weights are an input"])
+def test_pack_weights_leaves_products_that_do_not_repay(change):
+    from onnxpy.passes.pack_weights import pack_weights
+
+    rows, k, n = (2 if change == "two rows" else 30), (32 if change == "short inner dimension" else 96), \
+        (40 if change == "partial columns" else 160)
+    dtype = np.float64 if change == "float64" else np.float32
+    kind = TensorProto.DOUBLE if change == "float64" else F
+    inits = [] if change == "weights are an input" else [_const("w", _x(k, n).astype(dtype))]
+    node = helper.make_node("Gemm", ["x", "w"], ["y"], alpha=2.0 if change == "alpha" else 1.0)
+    inputs = [helper.make_tensor_value_info("x", kind, [rows, k])]
+    inputs += [helper.make_tensor_value_info("w", kind, [k, n])] if change == "weights are an input" else []
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", kind, [rows, n])],
+                              initializer=inits)
+    model = loader.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert pack_weights(model, REGISTRY) is False
+    assert [n.op_type for n in model.graph.nodes] == ["Gemm"]

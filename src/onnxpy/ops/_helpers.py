@@ -160,6 +160,11 @@ def late_activation(y: np.ndarray, activation: tuple[int, float] | None) -> np.n
 # tensors; at 1.2M elements sigmoid's compiled pass takes 1.4 ms, numpy's four 2.5 ms.
 JIT_MIN_SIZE = 2048
 JIT_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # what the compiled kernels serve
+# float32 products by a packed constant matrix (``_jit.packed_matmul``): PACKED_COLUMNS columns (two
+# 16-lane vectors) a tile, the inner dimension in blocks of PACKED_DEPTH (a packed block of columns
+# then fills L1), the rows in bands of PACKED_BAND (their packed block stays in L2). The compiled
+# code takes depth and band as arguments: numba's cache would not see a change here.
+PACKED_COLUMNS, PACKED_DEPTH, PACKED_BAND = 32, 256, 192
 
 
 _SOFTMAX_BLOCK = 1 << 16  # elements of rows at a time: each of softmax's five passes then runs in L2

@@ -1,12 +1,13 @@
 """Linear algebra: MatMul, Gemm, Einsum and Det."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
 from onnxpy import parallel
-from onnxpy.ops._helpers import JIT_FLOATS, jit, widen
+from onnxpy.ops._helpers import JIT_FLOATS, PACKED_COLUMNS, PACKED_DEPTH, jit, widen
 from onnxpy.registry import kernel
 
 
@@ -58,6 +59,51 @@ def _gemm(A, B, C, alpha: float, beta: float, transA: int, transB: int, c_broadc
         c = widen(C)
         y += c if beta == 1.0 else c * c.dtype.type(beta)
     return y.astype(A.dtype, copy=False)
+
+
+@functools.lru_cache(maxsize=1)
+def packing_applies() -> bool:
+    """Whether ``PackedMatMul`` runs here: its tiles are sized for AVX-512's 32 vector registers
+    (with fewer, they would spill), so on an x86 Linux host whose CPU reports avx512f."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " avx512f" in line for line in f)
+    except OSError:
+        return False
+
+
+def pack_columns(w: np.ndarray) -> np.ndarray:
+    """A (K, N) matrix as ``PackedMatMul`` reads it, flat: for each block of PACKED_DEPTH of K, each
+    block of PACKED_COLUMNS columns row by row (columns past N as zeros). One pass over w."""
+    k, n = w.shape
+    blocks, whole = -(-n // PACKED_COLUMNS), n // PACKED_COLUMNS * PACKED_COLUMNS
+    packed = np.zeros(k * blocks * PACKED_COLUMNS, dtype=np.float32)
+    for k0 in range(0, k, PACKED_DEPTH):
+        rows = w[k0:k0 + PACKED_DEPTH]
+        depth = rows.shape[0]
+        block = packed[k0 * blocks * PACKED_COLUMNS:(k0 + depth) * blocks * PACKED_COLUMNS].reshape(
+            blocks, depth, PACKED_COLUMNS)
+        block[:whole // PACKED_COLUMNS] = rows[:, :whole].reshape(depth, -1, PACKED_COLUMNS).transpose(1, 0, 2)
+        block[whole // PACKED_COLUMNS:, :, :n - whole] = rows[:, whole:]
+    return packed
+
+
+def pack_bias(bias: np.ndarray | None, n: int) -> np.ndarray:
+    """A bias broadcast over N columns (or none: zeros), padded to whole blocks of PACKED_COLUMNS."""
+    padded = np.zeros(-(-n // PACKED_COLUMNS) * PACKED_COLUMNS, dtype=np.float32)
+    padded[:n] = 0 if bias is None else np.broadcast_to(bias.reshape(-1), (n,))
+    return padded
+
+
+@kernel("PackedMatMul", since=1, domain="ai.onnxpy")
+def packed_matmul(A, W, bias, *, k, n):
+    """``A @ w + bias`` for float32 A (..., K) and a constant w (K, N), given as ``W =
+    pack_columns(w)`` and ``bias = pack_bias(b, N)`` (the ``pack_weights`` pass); the product runs
+    on compiled register tiles over the packed columns, where OpenBLAS would pack w on every call."""
+    if A.dtype != np.float32 or A.ndim < 2 or A.shape[-1] != k:
+        raise ValueError(f"PackedMatMul expects float32 A of shape [..., {k}], got {A.dtype} {A.shape}")
+    rows = A.reshape(-1, k)
+    return jit().packed_matmul(rows, W, bias, n).reshape(*A.shape[:-1], n)
 
 
 @kernel("Gemm", since=1)

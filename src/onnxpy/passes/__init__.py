@@ -23,6 +23,7 @@ from onnxpy.passes.fuse_swish import fuse_swish
 from onnxpy.passes.gradient import TRAINING, expand_gradients
 from onnxpy.passes.identity import eliminate_identities
 from onnxpy.passes.inline_functions import inline_functions
+from onnxpy.passes.pack_weights import pack_weights
 from onnxpy.passes.shape_folding import fold_shape_subgraphs
 from onnxpy.passes.transpose_reshape import cancel_transposes_reshapes
 from onnxpy.registry import Registry
@@ -39,7 +40,7 @@ BY_LEVEL: dict[int, tuple[Pass, ...]] = {
                        cancel_transposes_reshapes, eliminate_dead_code),
     ORT_ENABLE_EXTENDED: (fuse_conv_batchnorm, fuse_matmul_add, fuse_layer_normalization, fuse_gelu, fuse_swish,
                           fuse_conv_activation, fuse_squeeze_excite, fuse_attention),
-    ORT_ENABLE_LAYOUT: (),
+    ORT_ENABLE_LAYOUT: (pack_weights,),
     ORT_ENABLE_ALL: (),
 }
 MAX_ROUNDS = 8

@@ -1,0 +1,104 @@
+"""Products by a constant matrix → ``ai.onnxpy::PackedMatMul`` with the matrix packed once, here,
+as its kernel's register tiles read it (where that kernel is registered and runs on this CPU).
+
+OpenBLAS packs both operands on every call; with the few rows of a transformer at small batch
+(64-128 tokens) packing the weight costs as much as a tenth of the product. onnxruntime's MLAS packs
+constant weights when the session is made, and so does this pass. The packed copy replaces the
+weight (dead-code elimination drops the original where nothing else reads it), so the model holds
+one copy, as before. Rewritten, float32 only:
+
+- ``MatMul(A, W)``, W a constant (K, N), A of rank >= 2; with the bias of an ``Add`` that is the
+  MatMul's only reader, a constant broadcasting over the last axis (shape ``(N,)``, ``(1, N)`` or
+  a scalar), folded in;
+- ``Gemm(A, B, C)`` with alpha 1, A not transposed, B a constant (transposed or not), C absent or a
+  constant bias over columns as above (times beta).
+
+Left alone where the product is too small to repay the tiles: A known to have fewer rows than a
+tile, or N with a partial block of columns that would waste more than an eighth of the work.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from onnxpy import ir
+from onnxpy.ops import linalg
+from onnxpy.ops._helpers import PACKED_COLUMNS
+from onnxpy.passes._match import ONNXPY, Index, import_domain, other_input, rewrite_each
+from onnxpy.registry import Registry
+
+_MIN_ROWS = 12  # a tile's rows: fewer run as a matrix-vector product or through BLAS
+_MIN_DEPTH = 64  # a shorter inner dimension is a thin product, as fast through BLAS
+
+
+def pack_weights(model: ir.Model, registry: Registry) -> bool:
+    if registry.resolve(ONNXPY, "PackedMatMul", 1) is None or not linalg.packing_applies():
+        return False
+    graph = model.graph
+
+    def rewrite(node: ir.Node, index: Index):
+        found = _product(node, index)
+        if found is None:
+            return None
+        a, w, bias, removed = found
+        k, n = w.shape
+        packed, packed_bias = f"{node.outputs[0]}__packed_weight", f"{node.outputs[0]}__packed_bias"
+        graph.initializers[packed] = linalg.pack_columns(w)
+        graph.initializers[packed_bias] = linalg.pack_bias(bias, n)
+        import_domain(model, ONNXPY)
+        anchor = removed[-1]
+        return removed, anchor, ir.Node("PackedMatMul", [a, packed, packed_bias], list(anchor.outputs),
+                                        {"k": k, "n": n}, domain=ONNXPY, name=f"{anchor.name or node.name}/packed")
+
+    return rewrite_each(graph, rewrite)
+
+
+def _product(node: ir.Node, index: Index) -> tuple[str, np.ndarray, np.ndarray | None, list[ir.Node]] | None:
+    """(A, the constant (K, N) matrix, the bias or None, the nodes replaced) of a product to pack."""
+    if node.domain or node.op_type not in ("MatMul", "Gemm") or len(node.inputs) < 2:
+        return None
+    a, b = node.inputs[:2]
+    w = index.const(b)
+    if w is None or w.ndim != 2 or w.dtype != np.float32 or index.dtype(a) != np.float32:
+        return None
+    if node.op_type == "MatMul":
+        bias, removed = None, [node]
+        readers = index.readers.get(node.outputs[0], [])
+        add = readers[0] if len(readers) == 1 and index.private(node.outputs[0]) else None
+        if add is not None and add.op_type == "Add" and not add.domain:
+            bias = _column_bias(index.const(other_input(add, node.outputs[0]) or ""), w.shape[1])
+            if bias is not None:
+                removed = [node, add]
+    else:
+        attrs = node.attributes
+        if attrs.get("alpha", 1.0) != 1.0 or attrs.get("transA", 0):
+            return None
+        w = w.T if attrs.get("transB", 0) else w
+        c = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+        bias = None if c is None else _column_bias(index.const(c), w.shape[1])
+        if c is not None and bias is None:
+            return None
+        bias = None if bias is None else bias * np.float32(attrs.get("beta", 1.0))
+        removed = [node]
+    return (a, w, bias, removed) if _repays(index.shape(a), *w.shape) else None
+
+
+def _column_bias(value: np.ndarray | None, n: int) -> np.ndarray | None:
+    """A constant float32 bias of one value per column (or one for all), flat; None if not one."""
+    if value is None or value.dtype != np.float32 or value.size not in (1, n) or value.ndim > 2:
+        return None
+    if value.ndim == 2 and value.shape[0] != 1:
+        return None
+    return value.reshape(-1)
+
+
+def _repays(shape: tuple | None, k: int, n: int) -> bool:
+    """Whether A of ``shape`` (rank >= 2) times a (K, N) matrix is worth the packed tiles."""
+    if shape is None or len(shape) < 2 or k < _MIN_DEPTH:
+        return False
+    rows = shape[:-1]
+    if all(isinstance(d, int) for d in rows) and math.prod(rows) < _MIN_ROWS:
+        return False
+    waste = -n % PACKED_COLUMNS
+    return 8 * waste <= n
