@@ -765,12 +765,13 @@ def test_pack_weights_rewrites_products_by_constants(monkeypatch, case, threads)
     assert not [v for v in ours._plan.template if isinstance(v, np.ndarray) and v.ndim == 2 and 96 in v.shape]
 
 
-@pytest.mark.parametrize("change", ["two rows", "float64", "alpha", "partial columns", "short inner dimension",
-                                    "weights are an input"])
+@pytest.mark.parametrize("change", ["two rows", "many rows", "float64", "alpha", "partial columns",
+                                    "short inner dimension", "weights are an input"])
 def test_pack_weights_leaves_products_that_do_not_repay(change):
     from onnxpy.passes.pack_weights import pack_weights
 
-    rows, k, n = (2 if change == "two rows" else 30), (32 if change == "short inner dimension" else 96), \
+    rows = {"two rows": 2, "many rows": 200}.get(change, 30)
+    k, n = (32 if change == "short inner dimension" else 96), \
         (40 if change == "partial columns" else 160)
     dtype = np.float64 if change == "float64" else np.float32
     kind = TensorProto.DOUBLE if change == "float64" else F

@@ -1607,53 +1607,54 @@ def _packed_tile(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, f
         _tile_row(c, c_at + 11 * ldc, lanes, x11, y11, bias, bias_at, first)
 
 
-@njit(cache=True, nogil=True)
-def _pack_product_rows(a, depth_block, ap):  # pragma: no cover - compiled
-    """a (M, K) into ap in the order _packed_columns reads it: for each block of PACKED_DEPTH of
-    K, each panel of 12 rows step by step (12 values a step), rows past M as zeros."""
-    m, k = uint64(a.shape[0]), uint64(a.shape[1])
-    af = a.reshape(-1)
-    rows_padded = uint64(ap.size) // k
-    step, block, zero = uint64(_PACKED_ROWS), uint64(depth_block), uint64(0)
-    for k0 in range(zero, k, block):
-        depth = min(block, k - k0)
-        for r0 in range(zero, rows_padded, step):
-            at = k0 * rows_padded + r0 * depth
-            for r in range(step):
-                to = at + r
-                if r0 + r < m:
-                    src = (r0 + r) * k + k0
-                    for j in range(depth):
-                        ap[to + j * step] = af[src + j]
-                else:
-                    for j in range(depth):
-                        ap[to + j * step] = 0
+@njit(inline="always")
+def _pack_band(af, k, r_first, r_stop, k0, depth, ap):  # pragma: no cover - compiled
+    """Rows [r_first, r_stop) of the flat (M, K) matrix af, columns [k0, k0 + depth), into ap as
+    _packed_tile reads them: a panel of _PACKED_ROWS rows after another, each ``depth`` steps of one
+    value per row (rows past r_stop as zeros)."""
+    step, width = uint64(_PACKED_ROWS), uint64(k)
+    for r0 in range(uint64(r_first), uint64(r_stop), step):
+        rows = min(step, uint64(r_stop) - r0)
+        at = (r0 - uint64(r_first)) * uint64(depth)
+        src = r0 * width + uint64(k0)
+        for j in range(uint64(depth)):
+            to = at + j * step
+            for r in range(rows):
+                ap[to + r] = af[src + r * width + j]
+            for r in range(rows, step):
+                ap[to + r] = 0
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _packed_columns(ap, bp, bias, c, m, k, n, depth_block, band, lo, hi):  # pragma: no cover - compiled
-    """c (M, N) = rows (packed by _pack_product_rows) times the packed matrix (``linalg.pack_columns``) plus
-    bias (padded to whole column blocks), for the column blocks [lo, hi). By bands of
-    PACKED_BAND rows (their packed block of the inner dimension stays in L2), then blocks of
-    PACKED_DEPTH of the inner dimension, then column blocks (the packed block, in L1, serves every
-    tile of the band); a partial last column block runs through a scratch tile."""
-    lanes = simd.lanes(bp)
-    width = 2 * lanes
-    columns_padded, rows_padded = bp.size // k, ap.size // k
-    cf = c.reshape(-1)
+def _packed_product(a, bp, bias, c, groups, depth_block, band, lo, hi):  # pragma: no cover - compiled
+    """c (M, N) = a (M, K) times the matrix packed by ``linalg.pack_columns`` plus bias (padded to
+    whole column blocks), for the units [lo, hi): unit u is the band u // groups of ``band`` rows by
+    the group u % groups of the column blocks (``groups`` near-equal groups). For each block of
+    ``depth_block`` of the inner dimension the band's rows are packed (they then stay in L2) and
+    every column block of the group runs over them (its packed block, in L1, serving every tile of
+    the band); a partial last column block goes through a scratch tile."""
+    m, k = a.shape
+    n = c.shape[1]
+    width = 2 * simd.lanes(bp)
+    blocks = -(-n // width)
+    columns_padded = blocks * width
+    af, cf = a.reshape(-1), c.reshape(-1)
+    ap = np.empty(band * depth_block, dtype=a.dtype)
     tile = np.empty(_PACKED_ROWS * width, dtype=c.dtype)
-    for i0 in range(0, m, band):
+    for unit in range(lo, hi):
+        i0, group = unit // groups * band, unit % groups
         i1 = min(m, i0 + band)
         for k0 in range(0, k, depth_block):
             depth = min(depth_block, k - k0)
             first = k0 == 0
-            for block in range(lo, hi):
+            _pack_band(af, k, i0, i1, k0, depth, ap)
+            for block in range(blocks * group // groups, blocks * (group + 1) // groups):
                 col = block * width
                 cols = min(width, n - col)
                 b_at = k0 * columns_padded + block * depth * width
                 for r0 in range(i0, i1, _PACKED_ROWS):
                     rows = min(_PACKED_ROWS, i1 - r0)
-                    a_at = k0 * rows_padded + r0 * depth
+                    a_at = (r0 - i0) * depth
                     if cols == width:
                         _packed_tile(ap, a_at, bp, b_at, depth, cf, r0 * n + col, n, rows, bias, col, first)
                         continue
@@ -1668,11 +1669,14 @@ def _packed_columns(ap, bp, bias, c, m, k, n, depth_block, band, lo, hi):  # pra
 
 def packed_matmul(a: np.ndarray, packed: np.ndarray, bias: np.ndarray, n: int) -> np.ndarray:
     """``a @ w + bias`` for float32 a (M, K) and w (K, N) packed by ``linalg.pack_columns``, bias
-    padded likewise, as a compiled region over the pool's threads by column blocks."""
+    padded likewise, as a compiled region over the pool's threads: by bands of rows, and where there
+    are fewer bands than threads, by groups of column blocks as well (each group packing the band's
+    rows again, a small cost beside the product's)."""
     m, k = a.shape
-    ap = np.empty(k * -(-m // _PACKED_ROWS) * _PACKED_ROWS, dtype=np.float32)
-    _pack_product_rows(np.ascontiguousarray(a), PACKED_DEPTH, ap)
     c = np.empty((m, n), dtype=np.float32)
-    parallel.in_ranges(packed.size // k // PACKED_COLUMNS, m * k * n, _packed_columns,
-                       (ap, packed, bias, c, m, k, n, PACKED_DEPTH, PACKED_BAND), ())
+    bands = -(-m // PACKED_BAND)
+    threads = parallel.threads()
+    groups = 1 if bands >= threads else min(-(-threads // bands), -(-n // PACKED_COLUMNS))
+    parallel.in_ranges(bands * groups, m * k * n, _packed_product,
+                       (np.ascontiguousarray(a), packed, bias, c, groups, PACKED_DEPTH, PACKED_BAND), ())
     return c
