@@ -1558,7 +1558,7 @@ def _tile_row(c, at, lanes, x, y, bias, bias_at, first):  # pragma: no cover - c
 
 
 @njit(inline="always")
-def _packed_tile(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, first):  # pragma: no cover
+def _packed_tile(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, first, ahead):  # pragma: no cover
     """A tile of 12 rows by two vectors of columns: ``depth`` steps of the packed rows (12 a step,
     from ap[a_at]) times the packed columns (two vectors a step, from bp[b_at]), accumulated in 24
     vector registers, then its first ``rows`` rows stored to c (row stride ``ldc``) by _tile_row."""
@@ -1569,6 +1569,8 @@ def _packed_tile(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, f
     for k in range(depth):
         q = b_at + 2 * lanes * k
         u, v = simd.load(bp, q), simd.load(bp, q + lanes)
+        simd.prefetch(bp, q + ahead)
+        simd.prefetch(bp, q + ahead + lanes)
         p = a_at + _PACKED_ROWS * k
         x0, y0 = _fma_pair(ap, p, u, v, x0, y0)
         x1, y1 = _fma_pair(ap, p + 1, u, v, x1, y1)
@@ -1652,16 +1654,17 @@ def _packed_product(a, bp, bias, c, groups, depth_block, band, lo, hi):  # pragm
                 col = block * width
                 cols = min(width, n - col)
                 b_at = k0 * columns_padded + block * depth * width
+                ahead = depth * width if block + 1 < blocks else 0  # the next column block's packed rows
                 for r0 in range(i0, i1, _PACKED_ROWS):
                     rows = min(_PACKED_ROWS, i1 - r0)
                     a_at = (r0 - i0) * depth
                     if cols == width:
-                        _packed_tile(ap, a_at, bp, b_at, depth, cf, r0 * n + col, n, rows, bias, col, first)
+                        _packed_tile(ap, a_at, bp, b_at, depth, cf, r0 * n + col, n, rows, bias, col, first, ahead)
                         continue
                     if not first:
                         for r in range(rows):
                             tile[r * width:r * width + cols] = cf[(r0 + r) * n + col:(r0 + r) * n + col + cols]
-                    _packed_tile(ap, a_at, bp, b_at, depth, tile, 0, width, rows, bias, col, first)
+                    _packed_tile(ap, a_at, bp, b_at, depth, tile, 0, width, rows, bias, col, first, ahead)
                     for r in range(rows):
                         cf[(r0 + r) * n + col:(r0 + r) * n + col + cols] = tile[r * width:r * width + cols]
     return c

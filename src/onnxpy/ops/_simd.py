@@ -93,6 +93,22 @@ def store(typingctx, array, index, value):  # pragma: no cover - compile-time
 
 
 @intrinsic
+def prefetch(typingctx, array, index):  # pragma: no cover - compile-time
+    """A hint to bring array[index]'s cache line into every cache level (never faults)."""
+    def codegen(context, builder, signature, args):
+        pointer = _pointer(context, builder, signature.args[0], args[0], args[1])
+        byte_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        signature_type = ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32])
+        function = cgutils.get_or_insert_function(builder.module, signature_type, "llvm.prefetch.p0")
+        builder.call(function, [builder.bitcast(pointer, byte_pointer), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                                ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(array, index), codegen
+
+
+@intrinsic
 def splat(typingctx, value):  # pragma: no cover - compile-time
     """A float in every lane."""
     vector = Vector(value)
