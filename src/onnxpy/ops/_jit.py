@@ -1561,7 +1561,8 @@ def _tile_row(c, at, lanes, x, y, bias, bias_at, first):  # pragma: no cover - c
 def _packed_tile(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, first, ahead):  # pragma: no cover
     """A tile of 12 rows by two vectors of columns: ``depth`` steps of the packed rows (12 a step,
     from ap[a_at]) times the packed columns (two vectors a step, from bp[b_at]), accumulated in 24
-    vector registers, then its first ``rows`` rows stored to c (row stride ``ldc``) by _tile_row."""
+    vector registers, then its first ``rows`` rows stored to c (row stride ``ldc``) by _tile_row.
+    Each step also prefetches the packed columns ``ahead`` elements on (the next column block's)."""
     lanes = simd.lanes(bp)
     z = simd.splat(bp[b_at] - bp[b_at])
     x0 = y0 = x1 = y1 = x2 = y2 = x3 = y3 = x4 = y4 = x5 = y5 = z
