@@ -77,14 +77,16 @@ def pack_columns(w: np.ndarray) -> np.ndarray:
     block of PACKED_COLUMNS columns row by row (columns past N as zeros). One pass over w."""
     k, n = w.shape
     blocks, whole = -(-n // PACKED_COLUMNS), n // PACKED_COLUMNS * PACKED_COLUMNS
-    packed = np.zeros(k * blocks * PACKED_COLUMNS, dtype=np.float32)
+    packed = np.empty(k * blocks * PACKED_COLUMNS, dtype=np.float32)
     for k0 in range(0, k, PACKED_DEPTH):
         rows = w[k0:k0 + PACKED_DEPTH]
         depth = rows.shape[0]
         block = packed[k0 * blocks * PACKED_COLUMNS:(k0 + depth) * blocks * PACKED_COLUMNS].reshape(
             blocks, depth, PACKED_COLUMNS)
         block[:whole // PACKED_COLUMNS] = rows[:, :whole].reshape(depth, -1, PACKED_COLUMNS).transpose(1, 0, 2)
-        block[whole // PACKED_COLUMNS:, :, :n - whole] = rows[:, whole:]
+        if whole < n:
+            block[-1, :, :n - whole] = rows[:, whole:]
+            block[-1, :, n - whole:] = 0
     return packed
 
 

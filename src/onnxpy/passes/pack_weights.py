@@ -4,8 +4,8 @@ as its kernel's register tiles read it (where that kernel is registered and runs
 OpenBLAS packs both operands on every call; with the few rows of a transformer at small batch
 (64-128 tokens) packing the weight costs as much as a tenth of the product. onnxruntime's MLAS packs
 constant weights when the session is made, and so does this pass. The packed copy replaces the
-weight (dead-code elimination drops the original where nothing else reads it), so the model holds
-one copy, as before. Rewritten, float32 only:
+weight: where nothing else reads it, the original is dropped as soon as it is packed, so the model
+holds one copy, as before, and making the session holds one weight more at most. Rewritten, float32 only:
 
 - ``MatMul(A, W)``, W a constant (K, N), A of rank >= 2; with the bias of an ``Add`` that is the
   MatMul's only reader, a constant broadcasting over the last axis (shape ``(N,)``, ``(1, N)`` or
@@ -51,6 +51,9 @@ def pack_weights(model: ir.Model, registry: Registry) -> bool:
         packed, packed_bias = f"{node.outputs[0]}__packed_weight", f"{node.outputs[0]}__packed_bias"
         graph.initializers[packed] = linalg.pack_columns(w)
         graph.initializers[packed_bias] = linalg.pack_bias(bias, n)
+        weight = node.inputs[1]
+        if index.private(weight) and weight in graph.initializers:  # (a Constant node's goes with the node)
+            del graph.initializers[weight]  # freed now, before the next weight is packed
         import_domain(model, ONNXPY)
         anchor = removed[-1]
         return removed, anchor, ir.Node("PackedMatMul", [a, packed, packed_bias], list(anchor.outputs),
