@@ -1,6 +1,7 @@
 """Intra-op parallelism: the pool itself, and every kernel that splits its work, against numpy and
 onnxruntime with the work threshold lowered so that small tensors are split too."""
 import os
+import queue
 import threading
 import time
 import zlib
@@ -535,3 +536,24 @@ def test_split_attention_blocks_match_onnxruntime(split_everything, monkeypatch)
     model.ir_version = 8
     np.testing.assert_allclose(_session(model).run(None, feeds)[0], run_onnxruntime(model, feeds)[0],
                                rtol=1e-5, atol=1e-5)
+
+
+def test_a_helper_whose_polls_run_out_as_a_run_begins_to_hold_the_pool_polls_again():
+    # the run marked the pool held after the helper's last poll but before it marked itself asleep:
+    # the run found no sleeper to wake, so the helper must see the hold itself instead of blocking
+    calls, hold, asleep = [], np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
+
+    class Spin:
+        @staticmethod
+        def serve(posted, finished, index, rounds, held, control):
+            calls.append(int(held[0]))
+            if len(calls) == 1:
+                held[0] = 1  # the run begins to hold the pool as the polls run out
+                return False
+            return True  # then a job is posted: the None below, which ends the helper
+
+    jobs = queue.SimpleQueue()
+    jobs.put(None)
+    parallel._serve(jobs, queue.SimpleQueue(), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), 0, Spin,
+                    10, hold, asleep, np.zeros(8, dtype=np.int64))
+    assert calls == [0, 1] and asleep[0] == 0

@@ -93,13 +93,18 @@ def _serve(jobs: queue.SimpleQueue, done: queue.SimpleQueue, posted: np.ndarray,
            control: np.ndarray) -> None:
     """A helper thread: run the jobs posted to it, polling for the next one (and taking pieces of
     the compiled regions opened in ``control`` meanwhile) for ``rounds`` polls, or while ``hold`` is
-    set, before it blocks on its queue (marked in ``asleep``). A job is counted finished from
+    set, before it blocks on its queue (marked in ``asleep``, then ``hold`` checked again: a run
+    that began to hold the pool in between wakes only the helpers marked). A job is counted finished from
     compiled code, the GIL released: counted before, the thread waiting for it woke only to block on
     the GIL, 10 us a region."""
     polled = spin.serve(posted, finished, index, rounds, hold, control)
     while True:
         if not polled:
             asleep[index] = 1
+            if hold[0]:  # a run began to hold the pool as the polls ran out: it saw no sleeper to wake
+                asleep[index] = 0
+                polled = spin.serve(posted, finished, index, rounds, hold, control)
+                continue
         job = jobs.get()
         asleep[index] = 0
         if job is None:
