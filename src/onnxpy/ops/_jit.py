@@ -1409,6 +1409,11 @@ def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None, epsilo
 # tiles), 2.25 times fewer multiply-adds than im2col + GEMM. The transforms below are the add/sub
 # forms of B^T d B (input) and A^T m A (output) for the standard points 0, 1, -1.
 _WINOGRAD_BUDGET = 1 << 19  # elements of transformed input per band of tile rows
+# bands per thread where the convolution splits: handed out one at a time, two each absorb a helper's
+# late start (one conv + Relu session at 2 threads, median of 60: 64 ch 56x56 1.03-1.08 -> 0.87-0.89
+# ms, 256 ch 14x14 1.17-1.24 -> 0.94-1.01, 128 ch 28x28 0.92-0.99 -> 0.90-0.97; three or more each
+# lose it again)
+_WINOGRAD_SHARES = 2
 _WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 
 
@@ -1530,7 +1535,8 @@ def winograd3x3(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, begin: li
     y = np.empty((n, m_out) + tuple(out_hw), dtype=x.dtype)
     x = np.ascontiguousarray(x)
     band = max(1, min(tiles_h, _WINOGRAD_BUDGET // (16 * c * tiles_w)))  # tile rows transformed at a time
-    wanted = -(-parallel.pieces(16 * m_out * c * tiles_h * tiles_w, n * tiles_h) // n)  # per image
+    count = parallel.pieces(16 * m_out * c * tiles_h * tiles_w, n * tiles_h)
+    wanted = -(-count * (_WINOGRAD_SHARES if count > 1 else 1) // n)  # per image
     bands = [(i, lo_hi) for i in range(n) for lo_hi in parallel.split(tiles_h, max(wanted, -(-tiles_h // band)))]
     band = max(stop - first for _, (first, stop) in bands)
     scratch = parallel.Scratch(lambda: np.empty((16, c, band * tiles_w), dtype=x.dtype))
