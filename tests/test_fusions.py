@@ -784,3 +784,14 @@ def test_pack_weights_leaves_products_that_do_not_repay(change):
     model = loader.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     assert pack_weights(model, REGISTRY) is False
     assert [n.op_type for n in model.graph.nodes] == ["Gemm"]
+
+
+def test_packed_matmul_names_packed_inputs_that_do_not_fit():
+    a, w = _x(20, 96), _x(96, 160)
+    packed, bias = linalg.pack_columns(w), linalg.pack_bias(None, 160)
+    with pytest.raises(ValueError, match="W packed for k=96, n=160"):
+        linalg.packed_matmul(a, packed[:-1], bias, k=96, n=160)
+    with pytest.raises(ValueError, match="bias packed"):
+        linalg.packed_matmul(a, packed, bias.astype(np.float64), k=96, n=160)
+    with pytest.raises(ValueError, match=r"float32 A of shape \[\.\.\., 96\]"):
+        linalg.packed_matmul(_x(20, 95), packed, bias, k=96, n=160)

@@ -162,8 +162,8 @@ JIT_MIN_SIZE = 2048
 JIT_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # what the compiled kernels serve
 # float32 products by a packed constant matrix (``_jit.packed_matmul``): PACKED_COLUMNS columns (two
 # 16-lane vectors) a tile, the inner dimension in blocks of PACKED_DEPTH (a packed block of columns
-# then fills L1), the rows in bands of PACKED_BAND (their packed block stays in L2). The compiled
-# code takes depth and band as arguments: numba's cache would not see a change here.
+# then fills L1), the rows in bands of PACKED_BAND, whole 12-row tiles (their packed block stays in
+# L2). The compiled code takes depth and band as arguments: numba's cache would not see a change here.
 PACKED_COLUMNS, PACKED_DEPTH, PACKED_BAND = 32, 256, 192
 
 

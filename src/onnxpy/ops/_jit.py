@@ -95,6 +95,7 @@ _POINTWISE_ROWS = 8
 _POINTWISE_DEPTH = 128
 _SWISH_BUDGET = 1 << 16
 _PACKED_ROWS = 12  # rows of a packed product's tile (``_packed_tile``: 24 accumulator registers)
+assert PACKED_BAND % _PACKED_ROWS == 0, "a band of a packed product is whole tiles (its scratch's size)"
 
 
 def _ints(values) -> np.ndarray:

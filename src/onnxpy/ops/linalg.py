@@ -104,6 +104,11 @@ def packed_matmul(A, W, bias, *, k, n):
     on compiled register tiles over the packed columns, where OpenBLAS would pack w on every call."""
     if A.dtype != np.float32 or A.ndim < 2 or A.shape[-1] != k:
         raise ValueError(f"PackedMatMul expects float32 A of shape [..., {k}], got {A.dtype} {A.shape}")
+    columns = -(-n // PACKED_COLUMNS) * PACKED_COLUMNS
+    for name, value, size in (("W", W, k * columns), ("bias", bias, columns)):
+        if value.dtype != np.float32 or value.shape != (size,):
+            raise ValueError(f"PackedMatMul expects {name} packed for k={k}, n={n}: float32 of shape ({size},), "
+                             f"got {value.dtype} {value.shape}")
     rows = A.reshape(-1, k)
     return jit().packed_matmul(rows, W, bias, n).reshape(*A.shape[:-1], n)
 
