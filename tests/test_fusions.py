@@ -577,9 +577,12 @@ def test_attention_core_names_shapes_that_do_not_chain(monkeypatch, blocked):
 
 
 def _squeeze_excite_model(first, second, bias=True, gate_first=False, dtype=np.float32, c=24, r=6, hw=(7, 9),
-                          pooled_output=False, gate_channels=None, weights_input=False, scaled="x"):
+                          pooled_output=False, gate_channels=None, weights_input=False, scaled="x", mean_axes=None,
+                          opset=17):
     """GlobalAveragePool -> 1x1 Conv -> ``first`` -> 1x1 Conv -> ``second`` -> Mul with ``scaled``
-    (activations: a standard op, "SiLU" for x * Sigmoid(x), "Relu6" for Clip(x, 0, 6), or None)."""
+    (activations: a standard op, "SiLU" for x * Sigmoid(x), "Relu6" for Clip(x, 0, 6), or None);
+    with ``mean_axes``, a ReduceMean over them keeping them instead of the pool (axes an input from
+    opset 18)."""
     code = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     gate_channels = c if gate_channels is None else gate_channels
     inits = [_const("w2", _x(gate_channels, r, 1, 1).astype(dtype)), _const("b2", _x(gate_channels).astype(dtype))]
@@ -587,8 +590,14 @@ def _squeeze_excite_model(first, second, bias=True, gate_first=False, dtype=np.f
         inits.append(_const("b1", _x(r).astype(dtype)))
     if not weights_input:
         inits.append(_const("w1", _x(r, c, 1, 1).astype(dtype)))
-    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),
-             helper.make_node("Conv", ["pooled", "w1", "b1"] if bias else ["pooled", "w1"], ["c1"])]
+    if mean_axes is None:
+        nodes = [helper.make_node("GlobalAveragePool", ["x"], ["pooled"])]
+    elif opset >= 18:
+        inits.append(_const("mean_axes", np.array(mean_axes, dtype=np.int64)))
+        nodes = [helper.make_node("ReduceMean", ["x", "mean_axes"], ["pooled"])]
+    else:
+        nodes = [helper.make_node("ReduceMean", ["x"], ["pooled"], axes=mean_axes)]
+    nodes.append(helper.make_node("Conv", ["pooled", "w1", "b1"] if bias else ["pooled", "w1"], ["c1"]))
     for name, activation, out in (("c1", first, "h"), ("c2", second, "g")):
         if name == "c2":
             nodes.append(helper.make_node("Conv", ["h", "w2", "b2"], ["c2"]))
@@ -612,7 +621,7 @@ def _squeeze_excite_model(first, second, bias=True, gate_first=False, dtype=np.f
     if pooled_output:
         outputs.append(helper.make_tensor_value_info("pooled", code, None))
     graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
 def _session_ops(proto, level=None):
@@ -795,3 +804,21 @@ def test_packed_matmul_names_packed_inputs_that_do_not_fit():
         linalg.packed_matmul(a, packed, bias.astype(np.float64), k=96, n=160)
     with pytest.raises(ValueError, match=r"float32 A of shape \[\.\.\., 96\]"):
         linalg.packed_matmul(_x(20, 95), packed, bias, k=96, n=160)
+
+
+@pytest.mark.skipif(REGISTRY.resolve("ai.onnxpy", "SqueezeExcite", 1) is None, reason="no SqueezeExcite kernel")
+@pytest.mark.parametrize("mean_axes, opset", [([2, 3], 17), ([-1, -2], 17), ([2, 3], 18)])
+def test_squeeze_excite_fuses_a_spatial_reduce_mean(mean_axes, opset):
+    # the dynamo exporter writes the block's pool as a ReduceMean over the spatial axes
+    proto = _squeeze_excite_model("Relu", "HardSigmoid", mean_axes=mean_axes, opset=opset)
+    session, ops = _session_ops(proto)
+    assert ops == ["SqueezeExcite"]
+    feeds = _feeds(proto)
+    expected = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, feeds)[0]
+    np.testing.assert_allclose(session.run(None, feeds)[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_squeeze_excite_stays_for_a_reduce_mean_over_other_axes():
+    _, ops = _session_ops(_squeeze_excite_model("Relu", "HardSigmoid", mean_axes=[3], hw=(1, 9)))
+    assert "ReduceMean" in ops and "SqueezeExcite" not in ops

@@ -1,5 +1,6 @@
 """A squeeze-and-excitation block → ``ai.onnxpy::SqueezeExcite`` (where its kernel is registered):
-``Mul(x, gate)`` where ``gate`` is a 1x1 convolution of a 1x1 convolution of ``GlobalAveragePool(x)``,
+``Mul(x, gate)`` where ``gate`` is a 1x1 convolution of a 1x1 convolution of ``GlobalAveragePool(x)``
+(or of a ``ReduceMean`` of x over its spatial axes, keeping them, as the dynamo exporter writes it),
 each a ``Conv`` or a ``FusedConv`` of either domain (with its activation, without ``Z``), of one group,
 unpadded, at stride and dilation 1, with constant float32 or float64 weights (R, C, 1...) and (C, R,
 1...) and constant biases, every intermediate read by the next node only. MobileNetV3, EfficientNet
@@ -13,7 +14,7 @@ import math
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.passes._match import ONNXPY, Index, import_domain, rewrite_each
+from onnxpy.passes._match import ONNXPY, Index, import_domain, ints_input, rewrite_each
 from onnxpy.registry import Registry
 
 CONVOLUTIONS = {("", "Conv"), ("com.microsoft", "FusedConv"), (ONNXPY, "FusedConv")}
@@ -47,13 +48,26 @@ def _block(gate: str, x: str, index: Index) -> tuple[ir.Node, ir.Node, ir.Node] 
     """The GlobalAveragePool and the two convolutions producing ``gate`` from ``x``, if they match."""
     second = _pointwise(gate, index)
     first = None if second is None else _pointwise(second.inputs[0], index)
-    pool = None if first is None else index.op(first.inputs[0], "GlobalAveragePool")
+    w1 = None if first is None else index.const(first.inputs[1])
+    pool = None if first is None else _spatial_mean(first.inputs[0], w1.ndim, index)
     if pool is None or pool.inputs[0] != x or not index.private(pool.outputs[0]):
         return None
-    w1, w2 = index.const(first.inputs[1]), index.const(second.inputs[1])
+    w2 = index.const(second.inputs[1])
     if w1.shape[0] != w2.shape[1] or w1.shape[1] != w2.shape[0] or w1.dtype != w2.dtype:
         return None
     return pool, first, second
+
+
+def _spatial_mean(name: str, rank: int, index: Index) -> ir.Node | None:
+    """The node producing ``name`` if it is a GlobalAveragePool, or a ReduceMean over every spatial
+    axis of its rank-``rank`` input keeping them (as the dynamo exporter writes the pool)."""
+    node = index.op(name, "GlobalAveragePool", "ReduceMean")
+    if node is None or node.op_type == "GlobalAveragePool":
+        return node
+    axes = ints_input(index, node, 1, "axes")
+    if axes is None or not node.attributes.get("keepdims", 1):
+        return None
+    return node if sorted(a % rank for a in axes) == list(range(2, rank)) else None
 
 
 def _pointwise(name: str, index: Index) -> ir.Node | None:
