@@ -820,3 +820,14 @@ def test_squeeze_excite_fuses_a_spatial_reduce_mean(mean_axes, opset):
 def test_squeeze_excite_stays_for_a_reduce_mean_over_other_axes():
     _, ops = _session_ops(_squeeze_excite_model("Relu", "HardSigmoid", mean_axes=[3], hw=(1, 9)))
     assert "ReduceMean" in ops and "SqueezeExcite" not in ops
+
+
+@PACKED
+def test_pack_weights_leaves_c_unread_at_beta_zero():
+    # Gemm's kernel does not read C when beta is 0: an infinite C must not turn the product into NaN
+    from onnxpy.passes.pack_weights import pack_weights
+
+    inits = [_const("w", _x(96, 160)), _const("c", np.full(160, np.inf, dtype=np.float32))]
+    proto = _model([helper.make_node("Gemm", ["x", "w", "c"], ["y"], beta=0.0)], [30, 96], [30, 160], inits)
+    ops, model = _check(proto, pack_weights, [_x(30, 96)], removed=0)
+    assert ops == ["PackedMatMul"] and not np.isinf(model.graph.initializers[model.graph.nodes[0].inputs[2]]).any()

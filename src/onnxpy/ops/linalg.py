@@ -93,7 +93,8 @@ def pack_columns(w: np.ndarray) -> np.ndarray:
 def pack_bias(bias: np.ndarray | None, n: int) -> np.ndarray:
     """A bias broadcast over N columns (or none: zeros), padded to whole blocks of PACKED_COLUMNS."""
     padded = np.zeros(-(-n // PACKED_COLUMNS) * PACKED_COLUMNS, dtype=np.float32)
-    padded[:n] = 0 if bias is None else np.broadcast_to(bias.reshape(-1), (n,))
+    if bias is not None:
+        padded[:n] = np.broadcast_to(bias.reshape(-1), (n,))
     return padded
 
 

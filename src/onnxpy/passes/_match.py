@@ -90,6 +90,14 @@ def other_input(node: ir.Node, name: str) -> str | None:
     return b if a == name else a
 
 
+def column_bias(value: np.ndarray | None, n: int) -> np.ndarray | None:
+    """A constant that adds one value per column of an (..., N) product (shape ``(N,)``, ``(1, N)``
+    or a single value), flat; None if it is not one."""
+    if value is None or value.size not in (1, n) or value.ndim > 2 or (value.ndim == 2 and value.shape[0] != 1):
+        return None
+    return value.reshape(-1)
+
+
 def rewrite_each(graph: ir.Graph,
                  rewrite: Callable[[ir.Node, Index], tuple[list[ir.Node], ir.Node, ir.Node] | None]) -> bool:
     """Offer every node of ``graph`` (as it stood when the pass began, indexed once) to ``rewrite``;

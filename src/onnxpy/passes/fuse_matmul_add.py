@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxpy import ir
-from onnxpy.passes._match import Index, other_input, rewrite_each
+from onnxpy.passes._match import Index, column_bias, other_input, rewrite_each
 from onnxpy.registry import Registry
 
 FLOATS = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64))
@@ -31,9 +31,8 @@ def _rewrite(add: ir.Node, index: Index):
     bias = index.const(other_input(add, matmul.outputs[0]) or "")
     weight = index.const(b)
     shape = index.shape(a)
-    if (weight is None or bias is None or weight.ndim != 2 or shape is None or len(shape) != 2
-            or weight.dtype not in FLOATS or bias.dtype != weight.dtype
-            or bias.size not in (1, weight.shape[1]) or bias.ndim > 2 or (bias.ndim == 2 and bias.shape[0] != 1)):
+    if (weight is None or weight.ndim != 2 or shape is None or len(shape) != 2 or weight.dtype not in FLOATS
+            or column_bias(bias, weight.shape[1]) is None or bias.dtype != weight.dtype):
         return None
     gemm = ir.Node("Gemm", [a, b, other_input(add, matmul.outputs[0])], list(add.outputs),
                    name=f"{add.name or matmul.name}/gemm")

@@ -11,7 +11,7 @@ holds one copy, as before, and making the session holds one weight more at most.
   MatMul's only reader, a constant broadcasting over the last axis (shape ``(N,)``, ``(1, N)`` or
   a scalar), folded in;
 - ``Gemm(A, B, C)`` with alpha 1, A not transposed, B a constant (transposed or not), C absent or a
-  constant bias over columns as above (times beta).
+  constant bias over columns as above (times beta; with beta 0, C is not read, as in Gemm's kernel).
 
 Left alone where the tiles do not repay: A known to have fewer rows than a tile, or more than
 _MAX_ROWS (there OpenBLAS's packing is spread over enough rows, and its kernel runs 5-15% faster at
@@ -29,7 +29,7 @@ import numpy as np
 from onnxpy import ir
 from onnxpy.ops import linalg
 from onnxpy.ops._helpers import PACKED_COLUMNS
-from onnxpy.passes._match import ONNXPY, Index, import_domain, other_input, rewrite_each
+from onnxpy.passes._match import ONNXPY, Index, column_bias, import_domain, other_input, rewrite_each
 from onnxpy.registry import Registry
 
 _MIN_ROWS = 12  # a tile's rows: fewer run as a matrix-vector product or through BLAS
@@ -75,7 +75,7 @@ def _product(node: ir.Node, index: Index) -> tuple[str, np.ndarray, np.ndarray |
         readers = index.readers.get(node.outputs[0], [])
         add = readers[0] if len(readers) == 1 and index.private(node.outputs[0]) else None
         if add is not None and add.op_type == "Add" and not add.domain:
-            bias = _column_bias(index.const(other_input(add, node.outputs[0]) or ""), w.shape[1])
+            bias = _float32(column_bias(index.const(other_input(add, node.outputs[0]) or ""), w.shape[1]))
             if bias is not None:
                 removed = [node, add]
     else:
@@ -83,22 +83,18 @@ def _product(node: ir.Node, index: Index) -> tuple[str, np.ndarray, np.ndarray |
         if attrs.get("alpha", 1.0) != 1.0 or attrs.get("transA", 0):
             return None
         w = w.T if attrs.get("transB", 0) else w
-        c = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
-        bias = None if c is None else _column_bias(index.const(c), w.shape[1])
+        beta = attrs.get("beta", 1.0)
+        c = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] and beta != 0.0 else None  # (as Gemm's kernel)
+        bias = None if c is None else _float32(column_bias(index.const(c), w.shape[1]))
         if c is not None and bias is None:
             return None
-        bias = None if bias is None else bias * np.float32(attrs.get("beta", 1.0))
+        bias = None if bias is None else bias * np.float32(beta)
         removed = [node]
     return (a, w, bias, removed) if _repays(index.shape(a), *w.shape) else None
 
 
-def _column_bias(value: np.ndarray | None, n: int) -> np.ndarray | None:
-    """A constant float32 bias of one value per column (or one for all), flat; None if not one."""
-    if value is None or value.dtype != np.float32 or value.size not in (1, n) or value.ndim > 2:
-        return None
-    if value.ndim == 2 and value.shape[0] != 1:
-        return None
-    return value.reshape(-1)
+def _float32(bias: np.ndarray | None) -> np.ndarray | None:
+    return bias if bias is not None and bias.dtype == np.float32 else None
 
 
 def _repays(shape: tuple | None, k: int, n: int) -> bool:
