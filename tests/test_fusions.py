@@ -728,10 +728,11 @@ PACKED = pytest.mark.skipif(not linalg.packing_applies(), reason="the packed til
 
 @PACKED
 @pytest.mark.parametrize("m, k, n", [(1, 5, 3), (12, 64, 32), (13, 300, 33), (25, 513, 70), (200, 700, 100),
-                                     (64, 768, 256)])
+                                     (64, 768, 256), (19, 70, 40), (22, 64, 64)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_packed_matmul_kernel_matches_numpy(m, k, n, bias):
-    # partial row tiles, blocks of the inner dimension and column blocks, with and without a bias
+    # partial row tiles (a band's last panel of 1-8 rows in 4-row tail tiles, a whole one, 9-11 rows
+    # in a 12-row tile), blocks of the inner dimension and column blocks, with and without a bias
     a, w, b = _x(m, k), _x(k, n), _x(n) if bias else None
     got = linalg.jit().packed_matmul(a, linalg.pack_columns(w), linalg.pack_bias(b, n), n)
     expected = a.astype(np.float64) @ w + (0 if b is None else b)

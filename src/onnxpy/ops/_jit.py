@@ -95,6 +95,7 @@ _POINTWISE_ROWS = 8
 _POINTWISE_DEPTH = 128
 _SWISH_BUDGET = 1 << 16
 _PACKED_ROWS = 12  # rows of a packed product's tile (``_packed_tile``: 24 accumulator registers)
+_TAIL_ROWS = 4  # rows of the tiles that finish a band whose last tile would be mostly padding (``_tail_tile``)
 assert PACKED_BAND % _PACKED_ROWS == 0, "a band of a packed product is whole tiles (its scratch's size)"
 
 
@@ -1618,6 +1619,45 @@ def _packed_tile(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, f
 
 
 @njit(inline="always")
+def _tail_tile(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, first, ahead):  # pragma: no cover
+    """``_packed_tile`` for at most _TAIL_ROWS rows (8 accumulators), reading the first of them at
+    ap[a_at] in a panel of _PACKED_ROWS rows: at 64 rows, five tiles of 12 and one of 4 make 64 rows
+    of multiply-adds where six tiles of 12 made 72 (the kernel at 64 x 768 x 3072, 1 thread: 3.8 -> 3.5 ms)."""
+    lanes = simd.lanes(bp)
+    z = simd.splat(bp[b_at] - bp[b_at])
+    x0 = y0 = x1 = y1 = x2 = y2 = x3 = y3 = z
+    for k in range(depth):
+        q = b_at + 2 * lanes * k
+        u, v = simd.load(bp, q), simd.load(bp, q + lanes)
+        simd.prefetch(bp, q + ahead)
+        simd.prefetch(bp, q + ahead + lanes)
+        p = a_at + _PACKED_ROWS * k
+        x0, y0 = _fma_pair(ap, p, u, v, x0, y0)
+        x1, y1 = _fma_pair(ap, p + 1, u, v, x1, y1)
+        x2, y2 = _fma_pair(ap, p + 2, u, v, x2, y2)
+        x3, y3 = _fma_pair(ap, p + 3, u, v, x3, y3)
+    _tile_row(c, c_at, lanes, x0, y0, bias, bias_at, first)
+    if rows > 1:
+        _tile_row(c, c_at + ldc, lanes, x1, y1, bias, bias_at, first)
+    if rows > 2:
+        _tile_row(c, c_at + 2 * ldc, lanes, x2, y2, bias, bias_at, first)
+    if rows > 3:
+        _tile_row(c, c_at + 3 * ldc, lanes, x3, y3, bias, bias_at, first)
+
+
+@njit(inline="always")
+def _panel_tiles(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, first, ahead):  # pragma: no cover
+    """The ``rows`` rows of one packed panel (at most _PACKED_ROWS) times a column block: one
+    _packed_tile, or where that tile would compute more than _TAIL_ROWS - 1 padding rows, _tail_tiles."""
+    if rows > _PACKED_ROWS - _TAIL_ROWS:
+        _packed_tile(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, first, ahead)
+        return
+    for r in range(0, rows, _TAIL_ROWS):
+        _tail_tile(ap, a_at + r, bp, b_at, depth, c, c_at + r * ldc, ldc, min(_TAIL_ROWS, rows - r), bias, bias_at,
+                   first, ahead)
+
+
+@njit(inline="always")
 def _pack_band(af, k, r_first, r_stop, k0, depth, ap):  # pragma: no cover - compiled
     """Rows [r_first, r_stop) of the flat (M, K) matrix af, columns [k0, k0 + depth), into ap as
     _packed_tile reads them: a panel of _PACKED_ROWS rows after another, each ``depth`` steps of one
@@ -1667,12 +1707,12 @@ def _packed_product(a, bp, bias, c, groups, depth_block, band, lo, hi):  # pragm
                     rows = min(_PACKED_ROWS, i1 - r0)
                     a_at = (r0 - i0) * depth
                     if cols == width:
-                        _packed_tile(ap, a_at, bp, b_at, depth, cf, r0 * n + col, n, rows, bias, col, first, ahead)
+                        _panel_tiles(ap, a_at, bp, b_at, depth, cf, r0 * n + col, n, rows, bias, col, first, ahead)
                         continue
                     if not first:
                         for r in range(rows):
                             tile[r * width:r * width + cols] = cf[(r0 + r) * n + col:(r0 + r) * n + col + cols]
-                    _packed_tile(ap, a_at, bp, b_at, depth, tile, 0, width, rows, bias, col, first, ahead)
+                    _panel_tiles(ap, a_at, bp, b_at, depth, tile, 0, width, rows, bias, col, first, ahead)
                     for r in range(rows):
                         cf[(r0 + r) * n + col:(r0 + r) * n + col + cols] = tile[r * width:r * width + cols]
     return c
