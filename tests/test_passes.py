@@ -48,6 +48,18 @@ def test_identity_elimination():
     assert model.graph.nodes[0].inputs == ["x"]
 
 
+def test_single_input_concat_is_an_identity():
+    # a key/value cache's update with no past (GPT-2 from TorchScript): the copy is skipped
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0]), helper.make_node("Concat", ["t"], ["c"], axis=-2),
+             helper.make_node("Transpose", ["c"], ["y"], perm=[1, 0])]
+    model = _check_pass(_model(nodes), eliminate_identities)
+    assert [n.op_type for n in model.graph.nodes] == ["Transpose", "Transpose"]
+    assert model.graph.nodes[1].inputs == ["t"]
+    two = _model([helper.make_node("Concat", ["x", "x"], ["c"], axis=0), helper.make_node("ReduceMax", ["c"], ["y"],
+                                                                                            axes=[0])])
+    _check_pass(two, eliminate_identities, expect_changed=False)
+
+
 def test_constant_folding_replaces_constant_subgraph():
     c = numpy_helper.from_array(np.array([1.0, 2.0, 3.0, 4.0], np.float32), "c")
     proto = _model([helper.make_node("Relu", ["c"], ["rc"]), helper.make_node("Add", ["x", "rc"], ["y"])], [c])

@@ -1,4 +1,5 @@
-"""Remove Identity nodes and inference-mode Dropout: readers use the input directly."""
+"""Remove Identity nodes, inference-mode Dropout and the Concat of a single input (which an exporter
+writes for a key/value cache's update when there is no past): readers use the input directly."""
 from __future__ import annotations
 
 from onnxpy import ir
@@ -9,7 +10,7 @@ from onnxpy.registry import Registry
 def _is_identity(node: ir.Node, graph: ir.Graph) -> bool:
     if node.domain:
         return False
-    if node.op_type == "Identity":
+    if node.op_type == "Identity" or (node.op_type == "Concat" and len(node.inputs) == 1):
         return True
     if node.op_type == "Dropout":
         mask_used = len(node.outputs) > 1 and node.outputs[1]
