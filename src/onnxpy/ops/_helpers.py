@@ -2,12 +2,12 @@
 erf and sigmoid, and the sliding-window and padding arithmetic of convolution and pooling."""
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from numpy.polynomial import chebyshev
 
 from onnxpy import parallel
 
@@ -105,20 +105,26 @@ def positions(indices, size: int, op: str) -> np.ndarray:
     return np.where(idx < 0, idx + size, idx) if idx.size and idx.min() < 0 else idx
 
 
-def _erf_polynomial(radius: float, degree: int) -> np.ndarray:
-    """Power coefficients, in ``t = 2x²/radius² - 1``, of erf(x)/x interpolated at Chebyshev points."""
+# numpy has no erf: |x| is clipped where erf rounds to 1, then erf(x) = x·P(x²) (about 3 ulps in
+# float32, 100 in float64). The degrees are multiples of 4: the compiled kernel takes four Horner
+# steps at a time.
+_ERF_FITS = {np.dtype(np.float32): (4.0, 16), np.dtype(np.float64): (6.0, 40)}
+
+
+@functools.lru_cache(maxsize=None)
+def _erf_polynomial(dtype: np.dtype) -> tuple[float, np.ndarray]:
+    """The radius and the power coefficients (highest first, in ``dtype``), in ``t = 2x²/radius² -
+    1``, of erf(x)/x interpolated at Chebyshev points: made on first use, as numpy.polynomial's
+    import and the fit take ~9 ms that ``import onnxpy`` (and so a first session) would pay."""
+    from numpy.polynomial import chebyshev
+
+    radius, degree = _ERF_FITS[dtype]
+
     def erf_over_x(t: np.ndarray) -> np.ndarray:
         x = np.sqrt((t + 1) * radius * radius / 2)
         return np.array([math.erf(v) / v if v else 2 / math.sqrt(math.pi) for v in x])
 
-    return chebyshev.cheb2poly(chebyshev.chebinterpolate(erf_over_x, degree))
-
-
-# numpy has no erf: |x| is clipped where erf rounds to 1, then erf(x) = x·P(x²) (about 3 ulps in
-# float32, 100 in float64). The degrees are multiples of 4: the compiled kernel takes four Horner
-# steps at a time.
-_ERF = {np.dtype(dt): (radius, _erf_polynomial(radius, degree)[::-1].astype(dt))  # highest power first
-        for dt, radius, degree in ((np.float32, 4.0, 16), (np.float64, 6.0, 40))}
+    return radius, chebyshev.cheb2poly(chebyshev.chebinterpolate(erf_over_x, degree))[::-1].astype(dtype)
 
 
 def erf(x: np.ndarray) -> np.ndarray:
@@ -133,7 +139,7 @@ def gelu(x: np.ndarray) -> np.ndarray:
 
 def _erf_or_gelu(x: np.ndarray, fused_gelu: bool) -> np.ndarray:
     work = compute_dtype(x.dtype, np.float32)
-    radius, coefficients = _ERF[work]
+    radius, coefficients = _erf_polynomial(work)
     return jit().erf(x.astype(work, copy=False), coefficients, radius, fused_gelu).astype(x.dtype, copy=False)
 
 
