@@ -68,6 +68,18 @@ def test_constant_folding_replaces_constant_subgraph():
     np.testing.assert_array_equal(model.graph.initializers["rc"], [1.0, 2.0, 3.0, 4.0])
 
 
+def test_constant_folding_folds_constant_nodes_and_what_they_feed():
+    # GPT-2 from TorchScript builds each layer's causal mask from Constant nodes: Expand, Trilu,
+    # Equal and Where over them fold too, once the Constant is an initializer
+    shape = numpy_helper.from_array(np.array([1, 4], np.int64), "shape")
+    nodes = [helper.make_node("Constant", [], ["one"], value=numpy_helper.from_array(np.array([1.0], np.float32))),
+             helper.make_node("Expand", ["one", "shape"], ["ones"]), helper.make_node("Trilu", ["ones"], ["low"]),
+             helper.make_node("Add", ["x", "low"], ["y"])]
+    model = _check_pass(_model(nodes, [shape]), fold_constants)
+    assert [n.op_type for n in model.graph.nodes] == ["Add"]
+    np.testing.assert_array_equal(model.graph.initializers["low"], np.ones((1, 4), np.float32))
+
+
 def test_constant_folding_is_silent_about_inf_and_nan():
     # log(0) = -inf and 0/0 = nan are ONNX semantics (T5's position buckets take a log of 0): no
     # numpy RuntimeWarning at session creation, as none at run time

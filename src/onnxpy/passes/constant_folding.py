@@ -28,7 +28,7 @@ def fold_constants(model: ir.Model, registry: Registry) -> bool:
     for node in graph.nodes:
         foldable = (
             not node.domain and node.op_type not in NOT_FOLDED and not any(node.subgraphs())
-            and all(n in constants for n in node.inputs if n) and node.inputs
+            and all(n in constants for n in node.inputs if n)
         )
         if not foldable or registry.resolve(node.domain, node.op_type, node_opset(node, model.opset_imports)) is None:
             keep.append(node)
