@@ -261,6 +261,9 @@ def test_a_session_without_spinning_leaves_its_helpers_blocked(split_everything)
     ((12, 40, 24), (12, 24, 16)),  # by batch
     ((2, 12, 40, 24), (24, 200)),  # broadcast matrix, by columns
     ((1, 40, 24), (6, 24, 16)),  # broadcast batch of a
+    ((1, 8, 40, 24), (1, 8, 24, 16)),  # by the second batch axis (heads after a batch of one)
+    ((1, 1, 40, 24), (1, 6, 24, 16)),  # ... with a broadcast along it
+    ((1, 5, 40, 24), (24, 16)),  # ... against a matrix
     ((40, 24), (24, 200)),  # by columns
     ((64, 24), (24, 20)),  # narrow: by rows
     ((24,), (24, 200)),  # 1-D operands are left to numpy

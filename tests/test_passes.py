@@ -80,6 +80,18 @@ def test_constant_folding_folds_constant_nodes_and_what_they_feed():
     np.testing.assert_array_equal(model.graph.initializers["low"], np.ones((1, 4), np.float32))
 
 
+def test_constant_folding_stores_a_folded_view_contiguous():
+    # Transpose's kernel returns a view: folded, it is stored C-contiguous, for each run's readers
+    c = numpy_helper.from_array(np.arange(8, dtype=np.float32).reshape(2, 4), "c")
+    graph = helper.make_graph([helper.make_node("Transpose", ["c"], ["t"])], "g", [],
+                              [helper.make_tensor_value_info("t", TensorProto.FLOAT, [4, 2])], initializer=[c])
+    model = loader.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert fold_constants(model, REGISTRY)
+    folded = model.graph.initializers["t"]
+    assert folded.flags.c_contiguous
+    np.testing.assert_array_equal(folded, np.arange(8, dtype=np.float32).reshape(2, 4).T)
+
+
 def test_constant_folding_is_silent_about_inf_and_nan():
     # log(0) = -inf and 0/0 = nan are ONNX semantics (T5's position buckets take a log of 0): no
     # numpy RuntimeWarning at session creation, as none at run time

@@ -335,14 +335,17 @@ def for_each(fn: Callable[[int], None], count: int) -> None:
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``np.matmul(a, b, out=out)`` for operands of rank >= 2, split over the pool's threads: by
-    leading (batch) index when there are enough, else by column blocks of b, else by row blocks
-    of a. Each piece is one single-threaded BLAS call writing its block of ``out`` in place."""
+    index along the first batch axis with as many as the threads (attention's heads after a batch
+    of one: T5's 8 heads of 128 x 64 x 128 at 2 threads, 259 -> 161 us against column blocks),
+    else by column blocks of b, else by row blocks of a. Each piece is one single-threaded BLAS
+    call writing its block of ``out`` in place."""
     if a.ndim < 2 or b.ndim < 2 or threads() == 1:
         return np.matmul(a, b, out=out)
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    lead = batch[0] if batch else 1
-    count = pieces(math.prod(batch) * m * k * n, lead if lead >= threads() else max(n // _COLUMN_ALIGN, m // 8))
+    axis = next((i for i, d in enumerate(batch) if d >= threads()), None)
+    lead = 1 if axis is None else batch[axis]
+    count = pieces(math.prod(batch) * m * k * n, lead if lead > 1 else max(n // _COLUMN_ALIGN, m // 8))
     if count == 1:
         return np.matmul(a, b, out=out)
     if out is None:
@@ -352,8 +355,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         b = b.reshape((1,) * (out.ndim - b.ndim) + b.shape)
 
         def piece(i: int) -> None:
-            rows = slice(lead * i // count, lead * (i + 1) // count)
-            np.matmul(a[rows] if a.shape[0] > 1 else a, b[rows] if b.shape[0] > 1 else b, out=out[rows])
+            part = (slice(None),) * axis + (slice(lead * i // count, lead * (i + 1) // count),)
+            np.matmul(a[part] if a.shape[axis] > 1 else a, b[part] if b.shape[axis] > 1 else b, out=out[part])
     elif n >= count * _COLUMN_ALIGN:
         edges = [n * i // count // _COLUMN_ALIGN * _COLUMN_ALIGN for i in range(count)] + [n]
 

