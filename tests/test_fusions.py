@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxpy import loader, plan as plan_mod
 from onnxpy.executor import execute
 from onnxpy.ops import linalg
+from onnxpy.ops._helpers import FAST_GELU, GELU, RELU
 from onnxpy.passes.cse import eliminate_common_subexpressions
 from onnxpy.passes.fuse_activation import fuse_conv_activation
 from onnxpy.passes.fuse_gelu import fuse_gelu
@@ -777,6 +778,64 @@ def test_pack_weights_rewrites_products_by_constants(monkeypatch, case, threads)
         np.testing.assert_allclose(ours.run(None, {"x": x})[0], theirs.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
     # the packed copy replaces the weight: the session keeps no (K, N) or (N, K) matrix
     assert not [v for v in ours._plan.template if isinstance(v, np.ndarray) and v.ndim == 2 and 96 in v.shape]
+
+
+@PACKED
+@pytest.mark.parametrize("activation", [0, RELU, GELU, FAST_GELU])
+def test_packed_matmul_kernel_activates_its_tiles(activation):
+    # tiles of whole and partial columns, the last of several blocks of the inner dimension
+    a, w, b = _x(19, 300), _x(300, 72) / 10, _x(72)
+    z = a.astype(np.float64) @ w + b
+    expected = {0: z, RELU: np.maximum(z, 0), GELU: 0.5 * z * (1 + np.vectorize(math.erf)(z / math.sqrt(2))),
+                FAST_GELU: 0.5 * z * (1 + np.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z ** 3)))}[activation]
+    got = linalg.jit().packed_matmul(a, linalg.pack_columns(w), linalg.pack_bias(b, 72), 72, activation)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@PACKED
+@pytest.mark.parametrize("case", ["add relu", "gelu", "gelu tanh", "reshape fastgelu", "ms gelu"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pack_weights_folds_the_activation(monkeypatch, case, threads):
+    from onnxpy import parallel
+    from onnxpy.passes.pack_weights import pack_weights
+
+    monkeypatch.setattr(parallel, "_MIN_WORK", 1)
+    monkeypatch.setattr(parallel, "_MIN_PIECE", 1)
+    inits = [_const("w", _x(96, 160) / 5), _const("b", _x(160)), _const("shape", np.array([2, 10, 160]))]
+    ms = helper.make_opsetid("com.microsoft", 1)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"])]
+    if case == "add relu":
+        nodes += [helper.make_node("Add", ["m", "b"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    elif case.startswith("gelu"):
+        nodes += [helper.make_node("Gelu", ["m"], ["y"], approximate="tanh" if case == "gelu tanh" else "none")]
+    elif case == "reshape fastgelu":
+        nodes += [helper.make_node("Reshape", ["m", "shape"], ["r"]),
+                  helper.make_node("FastGelu", ["r"], ["y"], domain="com.microsoft")]
+    else:
+        nodes += [helper.make_node("Gelu", ["m"], ["y"], domain="com.microsoft")]
+    y_shape = [2, 10, 160] if case == "reshape fastgelu" else [20, 160]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, [20, 96])],
+                              [helper.make_tensor_value_info("y", F, y_shape)], initializer=inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20), ms])
+    x = _x(20, 96)
+    ops, model = _check(proto, pack_weights, [x], removed=len(nodes) - (2 if case == "reshape fastgelu" else 1))
+    assert ops == (["PackedMatMul", "Reshape"] if case == "reshape fastgelu" else ["PackedMatMul"])
+    assert model.graph.nodes[0].attributes["activation"] == {"add relu": "Relu", "gelu": "Gelu", "ms gelu": "Gelu"}.get(
+        case, "FastGelu")
+    ours, theirs = _ort_session_pair(proto, threads)
+    for _ in range(2):  # Python jobs, then compiled regions
+        np.testing.assert_allclose(ours.run(None, {"x": x})[0], theirs.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
+@PACKED
+def test_pack_weights_leaves_an_activation_whose_input_is_read_again():
+    from onnxpy.passes.pack_weights import pack_weights
+
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["r"]),
+             helper.make_node("Add", ["m", "r"], ["y"])]
+    proto = _model(nodes, [20, 96], [20, 160], [_const("w", _x(96, 160))])
+    ops, model = _check(proto, pack_weights, [_x(20, 96)], removed=0)
+    assert ops == ["PackedMatMul", "Relu", "Add"] and "activation" not in model.graph.nodes[0].attributes
 
 
 @pytest.mark.parametrize("change", ["two rows", "many rows", "float64", "alpha", "partial columns",

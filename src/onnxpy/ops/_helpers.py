@@ -112,7 +112,7 @@ _ERF_FITS = {np.dtype(np.float32): (4.0, 16), np.dtype(np.float64): (6.0, 40)}
 
 
 @functools.lru_cache(maxsize=None)
-def _erf_polynomial(dtype: np.dtype) -> tuple[float, np.ndarray]:
+def erf_polynomial(dtype: np.dtype) -> tuple[float, np.ndarray]:
     """The radius and the power coefficients (highest first, in ``dtype``), in ``t = 2x²/radius² -
     1``, of erf(x)/x interpolated at Chebyshev points: made on first use, as numpy.polynomial's
     import and the fit take ~9 ms that ``import onnxpy`` (and so a first session) would pay."""
@@ -139,7 +139,7 @@ def gelu(x: np.ndarray) -> np.ndarray:
 
 def _erf_or_gelu(x: np.ndarray, fused_gelu: bool) -> np.ndarray:
     work = compute_dtype(x.dtype, np.float32)
-    radius, coefficients = _erf_polynomial(work)
+    radius, coefficients = erf_polynomial(work)
     return jit().erf(x.astype(work, copy=False), coefficients, radius, fused_gelu).astype(x.dtype, copy=False)
 
 
@@ -149,6 +149,10 @@ HARD_SWISH, SWISH = 1, 2
 # and the others a compiled squeeze-and-excitation gate applies (``_jit.excitation``), by FusedConv
 # activation name (QuickGelu is SWISH), each with its two parameters
 RELU, SIGMOID, HARD_SIGMOID, LEAKY_RELU, CLIP, TANH = 3, 4, 5, 6, 7, 8
+# and those a packed product applies to its tiles (``_jit.packed_matmul``): RELU, Gelu and its tanh
+# estimate, by the name ``pack_weights`` gives them
+GELU, FAST_GELU = 9, 10
+PRODUCT_ACTIVATIONS = {"Relu": RELU, "Gelu": GELU, "FastGelu": FAST_GELU}
 GATE_ACTIVATIONS = {None: 0, "Relu": RELU, "Sigmoid": SIGMOID, "HardSigmoid": HARD_SIGMOID, "LeakyRelu": LEAKY_RELU,
                     "Clip": CLIP, "Tanh": TANH, "HardSwish": HARD_SWISH, "QuickGelu": SWISH}
 
@@ -260,10 +264,14 @@ def hard_sigmoid(x: np.ndarray, alpha: float, beta: float, times_x: bool = False
     return y
 
 
+# Gelu's tanh estimate as x sigmoid(GELU_TANH_ALPHA (x + GELU_TANH_CUBIC x^3))
+GELU_TANH_ALPHA, GELU_TANH_CUBIC = 2 * math.sqrt(2 / math.pi), 0.044715
+
+
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
     """Gelu's tanh estimate ``x (1 + tanh(u)) / 2``, u = sqrt(2 / pi) (x + 0.044715 x^3), as the
     equal ``x sigmoid(2 u)``: one compiled pass for large float32 work, in x's dtype."""
-    return _sigmoid_times(x, 2 * math.sqrt(2 / math.pi), times_x=True, cubic=0.044715)
+    return _sigmoid_times(x, GELU_TANH_ALPHA, times_x=True, cubic=GELU_TANH_CUBIC)
 
 
 def _sigmoid_times(x: np.ndarray, alpha: float, times_x: bool, cubic: float = 0.0) -> np.ndarray:

@@ -45,8 +45,9 @@ from numba import njit, uint64
 
 from onnxpy import parallel
 from onnxpy.ops import _simd as simd
-from onnxpy.ops._helpers import (CLIP, HARD_SIGMOID, HARD_SWISH, LEAKY_RELU, PACKED_BAND, PACKED_COLUMNS, PACKED_DEPTH,
-                                 RELU, SIGMOID, SWISH, TANH)
+from onnxpy.ops._helpers import (CLIP, FAST_GELU, GELU_TANH_ALPHA, GELU_TANH_CUBIC, HARD_SIGMOID, HARD_SWISH,
+                                 LEAKY_RELU, PACKED_BAND, PACKED_COLUMNS, PACKED_DEPTH, RELU, SIGMOID, SWISH, TANH,
+                                 erf_polynomial)
 
 _CHUNK = uint64(1024)
 # the time of one unit of work, in GEMM multiply-adds (measured), to size pieces for threads
@@ -1066,6 +1067,15 @@ def _sigmoid_lanes(v, times_x, cubic, k):  # pragma: no cover - compiled
     return simd.div(v if times_x else one, simd.add(one, e))
 
 
+@njit(inline="always")
+def _sigmoid_constants(alpha, cubic):  # pragma: no cover - compiled
+    """``_sigmoid_lanes``'s constants as vectors, for sigmoid(alpha (x + cubic x^3))."""
+    return (simd.splat(_EXP_LO), simd.splat(_EXP_HI), simd.splat(_LOG2E), simd.splat(_ROUND), simd.splat(_LN2_HI),
+            simd.splat(_LN2_LO), simd.splat(_EXP_POLY[0]), simd.splat(_EXP_POLY[1]), simd.splat(_EXP_POLY[2]),
+            simd.splat(_EXP_POLY[3]), simd.splat(_EXP_POLY[4]), simd.splat(_EXP_POLY[5]), simd.splat(np.float32(1)),
+            simd.splat(np.float32(-alpha)), simd.splat(np.float32(cubic)))
+
+
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _sigmoid(whole, alpha, cubic, times_x, first, stop, into):  # pragma: no cover - compiled
     """out = sigmoid(alpha (x + cubic x^3)), times x with ``times_x``, in float32, for x, out the
@@ -1074,10 +1084,7 @@ def _sigmoid(whole, alpha, cubic, times_x, first, stop, into):  # pragma: no cov
     function's two vectorised passes over an L1 block), the last partial vector through a scratch."""
     x, out = whole[first:stop], into[first:stop]
     lanes = simd.lanes(x)
-    k = (simd.splat(_EXP_LO), simd.splat(_EXP_HI), simd.splat(_LOG2E), simd.splat(_ROUND), simd.splat(_LN2_HI),
-         simd.splat(_LN2_LO), simd.splat(_EXP_POLY[0]), simd.splat(_EXP_POLY[1]), simd.splat(_EXP_POLY[2]),
-         simd.splat(_EXP_POLY[3]), simd.splat(_EXP_POLY[4]), simd.splat(_EXP_POLY[5]), simd.splat(np.float32(1)),
-         simd.splat(np.float32(-alpha)), simd.splat(np.float32(cubic)))
+    k = _sigmoid_constants(alpha, cubic)
     whole_vectors = x.size - x.size % lanes
     for i in range(0, whole_vectors, lanes):
         simd.store(out, i, _sigmoid_lanes(simd.load(x, i), times_x, cubic, k))
@@ -1675,14 +1682,42 @@ def _pack_band(af, k, r_first, r_stop, k0, depth, ap):  # pragma: no cover - com
                 ap[to + r] = 0
 
 
+@njit(inline="always")
+def _activate_rows(c, at, ldc, rows, act, k, coefficients, erf_k):  # pragma: no cover - compiled
+    """A packed product's activation ``act`` (RELU, GELU or FAST_GELU) on the two vectors of each of
+    ``rows`` rows at c[at:] (row stride ``ldc``), while they are in L1: FAST_GELU through
+    ``_sigmoid_lanes`` (constants k), GELU as x (1 + erf(x / sqrt 2)) / 2 with ``_erf``'s polynomial
+    (erf_k: radius, scale, 1 / sqrt 2, one, half, zero as vectors), in vectors; NaN stays NaN."""
+    lanes = simd.lanes(c)
+    radius, scale, pre, one, half, zero = erf_k
+    for r in range(rows):
+        for h in range(2):
+            i = at + r * ldc + h * lanes
+            v = simd.load(c, i)
+            if act == RELU:
+                v = simd.maximum(v, zero)
+            elif act == FAST_GELU:
+                v = _sigmoid_lanes(v, True, GELU_TANH_CUBIC, k)
+            else:
+                z = simd.clamp(simd.mul(v, pre), simd.sub(zero, radius), radius)
+                t = simd.sub(simd.mul(simd.mul(z, z), scale), one)
+                p = simd.splat_from(coefficients, 0)
+                for j in range(1, coefficients.size):
+                    p = simd.fma(p, t, simd.splat_from(coefficients, j))
+                v = simd.mul(simd.fma(simd.mul(v, p), z, v), half)
+            simd.store(c, i, v)
+
+
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _packed_product(a, bp, bias, c, groups, depth_block, band, lo, hi):  # pragma: no cover - compiled
+def _packed_product(a, bp, bias, c, groups, depth_block, band, act, poly, radius, lo, hi):  # pragma: no cover
     """c (M, N) = a (M, K) times the matrix packed by ``linalg.pack_columns`` plus bias (padded to
-    whole column blocks), for the units [lo, hi): unit u is the band u // groups of ``band`` rows by
-    the group u % groups of the column blocks (``groups`` near-equal groups). For each block of
-    ``depth_block`` of the inner dimension the band's rows are packed (they then stay in L2) and
-    every column block of the group runs over them (its packed block, in L1, serving every tile of
-    the band); a partial last column block goes through a scratch tile."""
+    whole column blocks), then activated by ``act`` (0: none; ``_activate_rows``, GELU with the erf
+    polynomial ``poly`` clipped at ``radius``), for the units [lo, hi): unit u is the band u //
+    groups of ``band`` rows by the group u % groups of the column blocks (``groups`` near-equal groups). For each block of ``depth_block`` of the inner dimension
+    the band's rows are packed (they then stay in L2) and every column block of the group runs over
+    them (its packed block, in L1, serving every tile of the band); a partial last column block goes
+    through a scratch tile. After the last block of the inner dimension, each tile is activated as
+    soon as it is stored."""
     m, k = a.shape
     n = c.shape[1]
     width = 2 * simd.lanes(bp)
@@ -1691,12 +1726,15 @@ def _packed_product(a, bp, bias, c, groups, depth_block, band, lo, hi):  # pragm
     af, cf = a.reshape(-1), c.reshape(-1)
     ap = np.empty(band * depth_block, dtype=a.dtype)
     tile = np.empty(_PACKED_ROWS * width, dtype=c.dtype)
+    sigmoid_k = _sigmoid_constants(GELU_TANH_ALPHA, GELU_TANH_CUBIC)
+    erf_k = (simd.splat(radius), simd.splat(np.float32(2 / (radius * radius))), simd.splat(np.float32(np.sqrt(0.5))),
+             simd.splat(np.float32(1)), simd.splat(np.float32(0.5)), simd.splat(np.float32(0)))
     for unit in range(lo, hi):
         i0, group = unit // groups * band, unit % groups
         i1 = min(m, i0 + band)
         for k0 in range(0, k, depth_block):
             depth = min(depth_block, k - k0)
-            first = k0 == 0
+            first, last = k0 == 0, k0 + depth == k
             _pack_band(af, k, i0, i1, k0, depth, ap)
             for block in range(blocks * group // groups, blocks * (group + 1) // groups):
                 col = block * width
@@ -1708,26 +1746,33 @@ def _packed_product(a, bp, bias, c, groups, depth_block, band, lo, hi):  # pragm
                     a_at = (r0 - i0) * depth
                     if cols == width:
                         _panel_tiles(ap, a_at, bp, b_at, depth, cf, r0 * n + col, n, rows, bias, col, first, ahead)
+                        if last and act:
+                            _activate_rows(cf, r0 * n + col, n, rows, act, sigmoid_k, poly, erf_k)
                         continue
                     if not first:
                         for r in range(rows):
                             tile[r * width:r * width + cols] = cf[(r0 + r) * n + col:(r0 + r) * n + col + cols]
                     _panel_tiles(ap, a_at, bp, b_at, depth, tile, 0, width, rows, bias, col, first, ahead)
+                    if last and act:
+                        _activate_rows(tile, 0, width, rows, act, sigmoid_k, poly, erf_k)
                     for r in range(rows):
                         cf[(r0 + r) * n + col:(r0 + r) * n + col + cols] = tile[r * width:r * width + cols]
     return c
 
 
-def packed_matmul(a: np.ndarray, packed: np.ndarray, bias: np.ndarray, n: int) -> np.ndarray:
+def packed_matmul(a: np.ndarray, packed: np.ndarray, bias: np.ndarray, n: int, activation: int = 0) -> np.ndarray:
     """``a @ w + bias`` for float32 a (M, K) and w (K, N) packed by ``linalg.pack_columns``, bias
-    padded likewise, as a compiled region over the pool's threads: by bands of rows, and where there
-    are fewer bands than threads, by groups of column blocks as well (each group packing the band's
-    rows again, a small cost beside the product's)."""
+    padded likewise, then ``activation`` (0, or one of ``_helpers.PRODUCT_ACTIVATIONS``), as a
+    compiled region over the pool's threads: by bands of rows, and where there are fewer bands than
+    threads, by groups of column blocks as well (each group packing the band's rows again, a small
+    cost beside the product's)."""
     m, k = a.shape
     c = np.empty((m, n), dtype=np.float32)
     bands = -(-m // PACKED_BAND)
     threads = parallel.threads()
     groups = 1 if bands >= threads else min(-(-threads // bands), -(-n // PACKED_COLUMNS))
+    radius, poly = erf_polynomial(np.dtype(np.float32))
     parallel.in_ranges(bands * groups, m * k * n, _packed_product,
-                       (np.ascontiguousarray(a), packed, bias, c, groups, PACKED_DEPTH, PACKED_BAND), ())
+                       (np.ascontiguousarray(a), packed, bias, c, groups, PACKED_DEPTH, PACKED_BAND, activation, poly,
+                        np.float32(radius)), ())
     return c

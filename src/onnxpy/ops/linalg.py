@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from onnxpy import parallel
-from onnxpy.ops._helpers import JIT_FLOATS, PACKED_COLUMNS, PACKED_DEPTH, jit, widen
+from onnxpy.ops._helpers import JIT_FLOATS, PACKED_COLUMNS, PACKED_DEPTH, PRODUCT_ACTIVATIONS, jit, widen
 from onnxpy.registry import kernel
 
 
@@ -99,10 +99,14 @@ def pack_bias(bias: np.ndarray | None, n: int) -> np.ndarray:
 
 
 @kernel("PackedMatMul", since=1, domain="ai.onnxpy")
-def packed_matmul(A, W, bias, *, k, n):
+def packed_matmul(A, W, bias, *, k, n, activation=""):
     """``A @ w + bias`` for float32 A (..., K) and a constant w (K, N), given as ``W =
-    pack_columns(w)`` and ``bias = pack_bias(b, N)`` (the ``pack_weights`` pass); the product runs
-    on compiled register tiles over the packed columns, where OpenBLAS would pack w on every call."""
+    pack_columns(w)`` and ``bias = pack_bias(b, N)`` (the ``pack_weights`` pass), then the
+    ``activation`` (none, or a name of ``PRODUCT_ACTIVATIONS``: Relu, Gelu, FastGelu) applied to
+    each tile as it is finished; the product runs on compiled register tiles over the packed
+    columns, where OpenBLAS would pack w on every call."""
+    if activation and activation not in PRODUCT_ACTIVATIONS:
+        raise ValueError(f"PackedMatMul's activation must be one of {sorted(PRODUCT_ACTIVATIONS)}, got {activation!r}")
     if A.dtype != np.float32 or A.ndim < 2 or A.shape[-1] != k:
         raise ValueError(f"PackedMatMul expects float32 A of shape [..., {k}], got {A.dtype} {A.shape}")
     columns = -(-n // PACKED_COLUMNS) * PACKED_COLUMNS
@@ -111,7 +115,8 @@ def packed_matmul(A, W, bias, *, k, n):
             raise ValueError(f"PackedMatMul expects {name} packed for k={k}, n={n}: float32 of shape ({size},), "
                              f"got {value.dtype} {value.shape}")
     rows = A.reshape(-1, k)
-    return jit().packed_matmul(rows, W, bias, n).reshape(*A.shape[:-1], n)
+    code = PRODUCT_ACTIVATIONS[activation] if activation else 0
+    return jit().packed_matmul(rows, W, bias, n, code).reshape(*A.shape[:-1], n)
 
 
 @kernel("Gemm", since=1)

@@ -11,6 +11,7 @@ from onnxpy.passes._uses import fixed_inputs
 
 
 ONNXPY = "ai.onnxpy"  # the domain of onnxpy's own fused operators
+MS = "com.microsoft"  # onnxruntime's contrib operators, which fusions write where onnxruntime has one
 
 # Constant's value attributes (sparse and string forms are left alone) and their dtypes.
 CONSTANT_FORMS = {"value": None, "value_float": np.float32, "value_floats": np.float32,

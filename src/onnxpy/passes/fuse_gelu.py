@@ -11,10 +11,8 @@ from __future__ import annotations
 import math
 
 from onnxpy import ir
-from onnxpy.passes._match import Index, close, factors, import_domain, other_input, rewrite_each
+from onnxpy.passes._match import MS, Index, close, factors, import_domain, other_input, rewrite_each
 from onnxpy.registry import Registry
-
-MS = "com.microsoft"
 
 
 def fuse_gelu(model: ir.Model, registry: Registry) -> bool:

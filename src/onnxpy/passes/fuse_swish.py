@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 from onnxpy import ir
-from onnxpy.passes._match import Index, close, import_domain, other_input, rewrite_each
+from onnxpy.passes._match import MS, Index, close, import_domain, other_input, rewrite_each
 from onnxpy.registry import Registry
 
-MS = "com.microsoft"
 # gate op -> (standard op, its first opset, attribute check on the gate, contrib stand-in or None)
 FUSED = {
     "Sigmoid": ("Swish", 24, lambda attrs: True, ("QuickGelu", {"alpha": 1.0})),
