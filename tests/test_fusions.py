@@ -499,11 +499,19 @@ def test_conv_add_of_a_broadcast_tensor_stays():
     _check(_conv_residual_model("conv first", "Relu", z_shape=(3, 1, 1)), fuse_conv_activation, [_x(1, 3, 5, 5)])
 
 
-def _attention_model(q_shape, k_shape, v_shape, bias_shape=None, axis=-1, probs_read_twice=False, opset=17):
+def _attention_model(q_shape, k_shape, v_shape, bias_shape=None, axis=-1, probs_read_twice=False, opset=17,
+                     scales=None):
     """y = MatMul(Softmax(MatMul(x, k) [+ b]), v), the shape of attention's core (``axis`` None:
-    Softmax's default)."""
+    Softmax's default); with ``scales`` (a, b), x * a and k * b (b None: k as it is) in the product."""
     inits = [_const("k", _x(*k_shape)), _const("v", _x(*v_shape))]
-    nodes = [helper.make_node("MatMul", ["x", "k"], ["s"])]
+    nodes = []
+    for name, factor in zip(("x", "k"), scales or ()):
+        if factor is not None:
+            inits.append(_const(f"{name}_scale", np.float32(factor)))
+            nodes.append(helper.make_node("Mul", [f"{name}_scale", name] if name == "k" else [name, f"{name}_scale"],
+                                          [f"{name}_scaled"]))
+    q, k = ("x_scaled" if scales else "x"), ("k_scaled" if scales and scales[1] is not None else "k")
+    nodes.append(helper.make_node("MatMul", [q, k], ["s"]))
     scores = "s"
     if bias_shape is not None:
         inits.append(_const("b", _x(*bias_shape)))
@@ -534,6 +542,20 @@ def test_attention_core_fuses(monkeypatch, q_shape, k_shape, v_shape, bias_shape
     proto, x = _attention_model(q_shape, k_shape, v_shape, bias_shape), _x(*q_shape)
     ops, model = _check(proto, fuse_attention, [x, x * 4], removed=3 if bias_shape else 2)
     assert ops == ["AttentionCore"]
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(_run(model, x)[0], session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scales", [(0.35, 0.35), (0.125, None)])
+def test_attention_core_folds_the_scaling_of_q_and_k(scales):
+    # the TorchScript exporter scales Q and K each by the fourth root of the head size
+    from onnxpy.passes.fuse_attention import fuse_attention
+
+    proto = _attention_model((2, 3, 20, 8), (2, 3, 8, 30), (2, 3, 30, 5), (20, 30), scales=scales)
+    x = _x(2, 3, 20, 8) * 4
+    ops, model = _check(proto, fuse_attention, [x], removed=3 + (2 if scales[1] else 1))
+    assert ops == ["AttentionCore"]
+    assert model.graph.nodes[0].attributes["scale"] == pytest.approx(scales[0] * (scales[1] or 1), rel=1e-6)
     session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(_run(model, x)[0], session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
 

@@ -29,16 +29,16 @@ _SCORES_IN_CACHE = 1 << 20  # score tensors up to this many elements stay in cac
 
 
 @kernel("AttentionCore", since=1, domain="ai.onnxpy")
-def attention_core(Q, K, V, B=None):
-    """``MatMul(Softmax(MatMul(Q, K) + B), V)`` (numpy matmul broadcasting, softmax over the last
-    axis), fused by ``passes/fuse_attention.py``: a block of query rows at a time, whose scores are
-    made, biased, normalized and multiplied by V while they are in cache; the blocks are spread
-    over the session's threads."""
+def attention_core(Q, K, V, B=None, *, scale=1.0):
+    """``MatMul(Softmax(MatMul(Q, K) * scale + B), V)`` (numpy matmul broadcasting, softmax over the
+    last axis), fused by ``passes/fuse_attention.py``: a block of query rows at a time, whose scores
+    are made, scaled, biased, normalized and multiplied by V while they are in cache; the blocks are
+    spread over the session's threads."""
     matrices = min(Q.ndim, K.ndim, V.ndim) >= 2  # else matmul's vector forms
     if matrices and (K.shape[-2] != Q.shape[-1] or V.shape[-2] != K.shape[-1]):
         raise ValueError(f"attention shapes do not chain: Q {Q.shape} @ K {K.shape} @ V {V.shape}")
     if not matrices or Q.size // Q.shape[-1] * K.shape[-1] <= _SCORES_IN_CACHE:
-        scores = parallel.matmul(Q, K)  # small (or vectors): nothing to gain by blocks
+        scores = _scaled(parallel.matmul(Q, K), scale)  # small (or vectors): nothing to gain by blocks
         return parallel.matmul(softmax_of(scores if B is None else parallel.binary(np.add, scores, B), -1), V)
     rows, cols = Q.shape[-2], K.shape[-1]
     batch = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], V.shape[:-2],
@@ -53,13 +53,20 @@ def attention_core(Q, K, V, B=None):
     def block(task: int) -> None:
         at, r0 = blocks[task]
         part = slice(r0, r0 + step)
-        scores = np.matmul(q[at][part], k[at])
+        scores = _scaled(np.matmul(q[at][part], k[at]), scale)
         if B is not None:
             scores += B[at][part]
         np.matmul(softmax_of(scores, -1), v[at], out=y[at][part])
 
     parallel.for_each(block, len(blocks))
     return y
+
+
+def _scaled(scores: np.ndarray, scale: float) -> np.ndarray:
+    """Fresh ``scores`` times ``scale``, in place, in their dtype (1: as they are)."""
+    if scale != 1.0:
+        scores *= scores.dtype.type(scale)
+    return scores
 
 
 def _split_heads(x: np.ndarray, num_heads: int | None) -> np.ndarray:
