@@ -94,14 +94,17 @@ def store(typingctx, array, index, value):  # pragma: no cover - compile-time
 
 @intrinsic
 def prefetch(typingctx, array, index):  # pragma: no cover - compile-time
-    """A hint to bring array[index]'s cache line into every cache level (never faults)."""
+    """A hint to bring array[index]'s cache line in for a short use (never faults): non-temporal, so
+    that streaming a packed product's weights (GPT-2 reads 500 MB a run) does not evict what the
+    nodes around it use from L2 and L3 (GPT-2 from TorchScript at 2 threads 0.93-0.97x against
+    the hint for every level, interleaved; a Split's first numpy call after the product 46 -> 34 us)."""
     def codegen(context, builder, signature, args):
         pointer = _pointer(context, builder, signature.args[0], args[0], args[1])
         byte_pointer = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         signature_type = ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32])
         function = cgutils.get_or_insert_function(builder.module, signature_type, "llvm.prefetch.p0")
-        builder.call(function, [builder.bitcast(pointer, byte_pointer), ir.Constant(i32, 0), ir.Constant(i32, 3),
+        builder.call(function, [builder.bitcast(pointer, byte_pointer), ir.Constant(i32, 0), ir.Constant(i32, 0),
                                 ir.Constant(i32, 1)])
         return context.get_dummy_value()
 
