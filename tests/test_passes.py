@@ -50,7 +50,8 @@ def test_identity_elimination():
 
 def test_single_input_concat_is_an_identity():
     # a key/value cache's update with no past (GPT-2 from TorchScript): the copy is skipped
-    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0]), helper.make_node("Concat", ["t"], ["c"], axis=-2),
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0]),
+             helper.make_node("Concat", ["t"], ["c"], axis=-2),
              helper.make_node("Transpose", ["c"], ["y"], perm=[1, 0])]
     model = _check_pass(_model(nodes), eliminate_identities)
     assert [n.op_type for n in model.graph.nodes] == ["Transpose", "Transpose"]

@@ -1573,6 +1573,38 @@ def _tile_row(c, at, lanes, x, y, bias, bias_at, first):  # pragma: no cover - c
 
 
 @njit(inline="always")
+def _step(bp, b_at, lanes, k, ahead):  # pragma: no cover - compiled
+    """Step k's two vectors of a packed column block at bp[b_at:], prefetching those ``ahead``
+    elements on (the next column block's)."""
+    q = b_at + 2 * lanes * k
+    simd.prefetch(bp, q + ahead)
+    simd.prefetch(bp, q + ahead + lanes)
+    return simd.load(bp, q), simd.load(bp, q + lanes)
+
+
+@njit(inline="always")
+def _four_steps(ap, p, u, v, x0, y0, x1, y1, x2, y2, x3, y3):  # pragma: no cover - compiled
+    """One step of a tile's first four rows: packed rows ap[p:p + 4] against the step's vectors."""
+    x0, y0 = _fma_pair(ap, p, u, v, x0, y0)
+    x1, y1 = _fma_pair(ap, p + 1, u, v, x1, y1)
+    x2, y2 = _fma_pair(ap, p + 2, u, v, x2, y2)
+    x3, y3 = _fma_pair(ap, p + 3, u, v, x3, y3)
+    return x0, y0, x1, y1, x2, y2, x3, y3
+
+
+@njit(inline="always")
+def _four_rows(c, c_at, ldc, rows, lanes, x0, y0, x1, y1, x2, y2, x3, y3, bias, bias_at, first):  # pragma: no cover
+    """The first ``rows`` (at most four) of a tile's rows stored to c by _tile_row."""
+    _tile_row(c, c_at, lanes, x0, y0, bias, bias_at, first)
+    if rows > 1:
+        _tile_row(c, c_at + ldc, lanes, x1, y1, bias, bias_at, first)
+    if rows > 2:
+        _tile_row(c, c_at + 2 * ldc, lanes, x2, y2, bias, bias_at, first)
+    if rows > 3:
+        _tile_row(c, c_at + 3 * ldc, lanes, x3, y3, bias, bias_at, first)
+
+
+@njit(inline="always")
 def _packed_tile(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, first, ahead):  # pragma: no cover
     """A tile of 12 rows by two vectors of columns: ``depth`` steps of the packed rows (12 a step,
     from ap[a_at]) times the packed columns (two vectors a step, from bp[b_at]), accumulated in 24
@@ -1583,15 +1615,9 @@ def _packed_tile(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, f
     x0 = y0 = x1 = y1 = x2 = y2 = x3 = y3 = x4 = y4 = x5 = y5 = z
     x6 = y6 = x7 = y7 = x8 = y8 = x9 = y9 = x10 = y10 = x11 = y11 = z
     for k in range(depth):
-        q = b_at + 2 * lanes * k
-        u, v = simd.load(bp, q), simd.load(bp, q + lanes)
-        simd.prefetch(bp, q + ahead)
-        simd.prefetch(bp, q + ahead + lanes)
+        u, v = _step(bp, b_at, lanes, k, ahead)
         p = a_at + _PACKED_ROWS * k
-        x0, y0 = _fma_pair(ap, p, u, v, x0, y0)
-        x1, y1 = _fma_pair(ap, p + 1, u, v, x1, y1)
-        x2, y2 = _fma_pair(ap, p + 2, u, v, x2, y2)
-        x3, y3 = _fma_pair(ap, p + 3, u, v, x3, y3)
+        x0, y0, x1, y1, x2, y2, x3, y3 = _four_steps(ap, p, u, v, x0, y0, x1, y1, x2, y2, x3, y3)
         x4, y4 = _fma_pair(ap, p + 4, u, v, x4, y4)
         x5, y5 = _fma_pair(ap, p + 5, u, v, x5, y5)
         x6, y6 = _fma_pair(ap, p + 6, u, v, x6, y6)
@@ -1600,13 +1626,7 @@ def _packed_tile(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, f
         x9, y9 = _fma_pair(ap, p + 9, u, v, x9, y9)
         x10, y10 = _fma_pair(ap, p + 10, u, v, x10, y10)
         x11, y11 = _fma_pair(ap, p + 11, u, v, x11, y11)
-    _tile_row(c, c_at, lanes, x0, y0, bias, bias_at, first)
-    if rows > 1:
-        _tile_row(c, c_at + ldc, lanes, x1, y1, bias, bias_at, first)
-    if rows > 2:
-        _tile_row(c, c_at + 2 * ldc, lanes, x2, y2, bias, bias_at, first)
-    if rows > 3:
-        _tile_row(c, c_at + 3 * ldc, lanes, x3, y3, bias, bias_at, first)
+    _four_rows(c, c_at, ldc, rows, lanes, x0, y0, x1, y1, x2, y2, x3, y3, bias, bias_at, first)
     if rows > 4:
         _tile_row(c, c_at + 4 * ldc, lanes, x4, y4, bias, bias_at, first)
     if rows > 5:
@@ -1629,27 +1649,16 @@ def _packed_tile(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, f
 def _tail_tile(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, first, ahead):  # pragma: no cover
     """``_packed_tile`` for at most _TAIL_ROWS rows (8 accumulators), reading the first of them at
     ap[a_at] in a panel of _PACKED_ROWS rows: at 64 rows, five tiles of 12 and one of 4 make 64 rows
-    of multiply-adds where six tiles of 12 made 72 (the kernel at 64 x 768 x 3072, 1 thread: 3.8 -> 3.5 ms)."""
+    of multiply-adds where six tiles of 12 made 72 (the kernel at 64 x 768 x 3072, 1 thread: 3.8 ->
+    3.5 ms)."""
     lanes = simd.lanes(bp)
     z = simd.splat(bp[b_at] - bp[b_at])
     x0 = y0 = x1 = y1 = x2 = y2 = x3 = y3 = z
     for k in range(depth):
-        q = b_at + 2 * lanes * k
-        u, v = simd.load(bp, q), simd.load(bp, q + lanes)
-        simd.prefetch(bp, q + ahead)
-        simd.prefetch(bp, q + ahead + lanes)
+        u, v = _step(bp, b_at, lanes, k, ahead)
         p = a_at + _PACKED_ROWS * k
-        x0, y0 = _fma_pair(ap, p, u, v, x0, y0)
-        x1, y1 = _fma_pair(ap, p + 1, u, v, x1, y1)
-        x2, y2 = _fma_pair(ap, p + 2, u, v, x2, y2)
-        x3, y3 = _fma_pair(ap, p + 3, u, v, x3, y3)
-    _tile_row(c, c_at, lanes, x0, y0, bias, bias_at, first)
-    if rows > 1:
-        _tile_row(c, c_at + ldc, lanes, x1, y1, bias, bias_at, first)
-    if rows > 2:
-        _tile_row(c, c_at + 2 * ldc, lanes, x2, y2, bias, bias_at, first)
-    if rows > 3:
-        _tile_row(c, c_at + 3 * ldc, lanes, x3, y3, bias, bias_at, first)
+        x0, y0, x1, y1, x2, y2, x3, y3 = _four_steps(ap, p, u, v, x0, y0, x1, y1, x2, y2, x3, y3)
+    _four_rows(c, c_at, ldc, rows, lanes, x0, y0, x1, y1, x2, y2, x3, y3, bias, bias_at, first)
 
 
 @njit(inline="always")
@@ -1713,11 +1722,11 @@ def _packed_product(a, bp, bias, c, groups, depth_block, band, act, poly, radius
     """c (M, N) = a (M, K) times the matrix packed by ``linalg.pack_columns`` plus bias (padded to
     whole column blocks), then activated by ``act`` (0: none; ``_activate_rows``, GELU with the erf
     polynomial ``poly`` clipped at ``radius``), for the units [lo, hi): unit u is the band u //
-    groups of ``band`` rows by the group u % groups of the column blocks (``groups`` near-equal groups). For each block of ``depth_block`` of the inner dimension
-    the band's rows are packed (they then stay in L2) and every column block of the group runs over
-    them (its packed block, in L1, serving every tile of the band); a partial last column block goes
-    through a scratch tile. After the last block of the inner dimension, each tile is activated as
-    soon as it is stored."""
+    groups of ``band`` rows by the group u % groups of the column blocks (``groups`` near-equal
+    groups). For each block of ``depth_block`` of the inner dimension the band's rows are packed
+    (they then stay in L2) and every column block of the group runs over them (its packed block, in
+    L1, serving every tile of the band); a partial last column block goes through a scratch tile.
+    After the last block of the inner dimension, each tile is activated as soon as it is stored."""
     m, k = a.shape
     n = c.shape[1]
     width = 2 * simd.lanes(bp)
