@@ -890,6 +890,8 @@ def test_packed_matmul_names_packed_inputs_that_do_not_fit():
         linalg.packed_matmul(a, packed, bias.astype(np.float64), k=96, n=160)
     with pytest.raises(ValueError, match=r"float32 A of shape \[\.\.\., 96\]"):
         linalg.packed_matmul(_x(20, 95), packed, bias, k=96, n=160)
+    with pytest.raises(ValueError, match=r"activation must be one of \['FastGelu', 'Gelu', 'Relu'\], got 'Tanh'"):
+        linalg.packed_matmul(a, packed, bias, k=96, n=160, activation="Tanh")
 
 
 @pytest.mark.skipif(REGISTRY.resolve("ai.onnxpy", "SqueezeExcite", 1) is None, reason="no SqueezeExcite kernel")

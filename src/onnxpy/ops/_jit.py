@@ -1584,7 +1584,7 @@ def _step(bp, b_at, lanes, k, ahead):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _four_steps(ap, p, u, v, x0, y0, x1, y1, x2, y2, x3, y3):  # pragma: no cover - compiled
-    """One step of a tile's first four rows: packed rows ap[p:p + 4] against the step's vectors."""
+    """One step of four of a tile's rows: packed rows ap[p:p + 4] against the step's vectors."""
     x0, y0 = _fma_pair(ap, p, u, v, x0, y0)
     x1, y1 = _fma_pair(ap, p + 1, u, v, x1, y1)
     x2, y2 = _fma_pair(ap, p + 2, u, v, x2, y2)
@@ -1594,7 +1594,8 @@ def _four_steps(ap, p, u, v, x0, y0, x1, y1, x2, y2, x3, y3):  # pragma: no cove
 
 @njit(inline="always")
 def _four_rows(c, c_at, ldc, rows, lanes, x0, y0, x1, y1, x2, y2, x3, y3, bias, bias_at, first):  # pragma: no cover
-    """The first ``rows`` (at most four) of a tile's rows stored to c by _tile_row."""
+    """The first ``rows`` (at most four; one at least) of four of a tile's rows stored to c from
+    c[c_at] on by _tile_row."""
     _tile_row(c, c_at, lanes, x0, y0, bias, bias_at, first)
     if rows > 1:
         _tile_row(c, c_at + ldc, lanes, x1, y1, bias, bias_at, first)
@@ -1618,31 +1619,13 @@ def _packed_tile(ap, a_at, bp, b_at, depth, c, c_at, ldc, rows, bias, bias_at, f
         u, v = _step(bp, b_at, lanes, k, ahead)
         p = a_at + _PACKED_ROWS * k
         x0, y0, x1, y1, x2, y2, x3, y3 = _four_steps(ap, p, u, v, x0, y0, x1, y1, x2, y2, x3, y3)
-        x4, y4 = _fma_pair(ap, p + 4, u, v, x4, y4)
-        x5, y5 = _fma_pair(ap, p + 5, u, v, x5, y5)
-        x6, y6 = _fma_pair(ap, p + 6, u, v, x6, y6)
-        x7, y7 = _fma_pair(ap, p + 7, u, v, x7, y7)
-        x8, y8 = _fma_pair(ap, p + 8, u, v, x8, y8)
-        x9, y9 = _fma_pair(ap, p + 9, u, v, x9, y9)
-        x10, y10 = _fma_pair(ap, p + 10, u, v, x10, y10)
-        x11, y11 = _fma_pair(ap, p + 11, u, v, x11, y11)
+        x4, y4, x5, y5, x6, y6, x7, y7 = _four_steps(ap, p + 4, u, v, x4, y4, x5, y5, x6, y6, x7, y7)
+        x8, y8, x9, y9, x10, y10, x11, y11 = _four_steps(ap, p + 8, u, v, x8, y8, x9, y9, x10, y10, x11, y11)
     _four_rows(c, c_at, ldc, rows, lanes, x0, y0, x1, y1, x2, y2, x3, y3, bias, bias_at, first)
     if rows > 4:
-        _tile_row(c, c_at + 4 * ldc, lanes, x4, y4, bias, bias_at, first)
-    if rows > 5:
-        _tile_row(c, c_at + 5 * ldc, lanes, x5, y5, bias, bias_at, first)
-    if rows > 6:
-        _tile_row(c, c_at + 6 * ldc, lanes, x6, y6, bias, bias_at, first)
-    if rows > 7:
-        _tile_row(c, c_at + 7 * ldc, lanes, x7, y7, bias, bias_at, first)
+        _four_rows(c, c_at + 4 * ldc, ldc, rows - 4, lanes, x4, y4, x5, y5, x6, y6, x7, y7, bias, bias_at, first)
     if rows > 8:
-        _tile_row(c, c_at + 8 * ldc, lanes, x8, y8, bias, bias_at, first)
-    if rows > 9:
-        _tile_row(c, c_at + 9 * ldc, lanes, x9, y9, bias, bias_at, first)
-    if rows > 10:
-        _tile_row(c, c_at + 10 * ldc, lanes, x10, y10, bias, bias_at, first)
-    if rows > 11:
-        _tile_row(c, c_at + 11 * ldc, lanes, x11, y11, bias, bias_at, first)
+        _four_rows(c, c_at + 8 * ldc, ldc, rows - 8, lanes, x8, y8, x9, y9, x10, y10, x11, y11, bias, bias_at, first)
 
 
 @njit(inline="always")
